@@ -1,0 +1,137 @@
+"""RunConfig: every parameter of a run in one validated dataclass.
+
+The config is saved inside every checkpoint and in ``metrics.json``, so a number always travels with
+the exact parameters that produced it. Validation happens at construction and names the valid
+choices, so a typo in a papermill ``-p`` flag fails at once and says what to type instead.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+METHODS = ("mosaickd", "kd_ood", "datafree", "kd_indomain", "scratch")
+DISCRIMINATORS = ("patch", "full", "none")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class RunConfig:
+    # --- what is distilled into what
+    method: str = "mosaickd"  # one of METHODS
+    dataset: str = "fmnist"  # in-domain dataset (the teacher's); its test split scores the student
+    ood: str = "mnist5k"  # out-of-domain image source (a dataset name or folder:PATH)
+    ood_subset: int = 0  # >0: keep the N highest-teacher-entropy OOD images (the paper's † rows)
+    teacher: str = "lenet5"  # teacher architecture (see mosaic.models.CLASSIFIERS)
+    student: str = "lenet5_half"  # student architecture
+    teacher_ckpt: str = ""  # path of a teacher file to load; "" = the cached/trained one below
+    teacher_epochs: int = 3  # epochs when the teacher has to be trained (cached afterwards)
+    teacher_seed: int = 0  # the teacher's own seed: every student seed distills the same teacher
+    teacher_dir: str = "checkpoints/teachers"  # teacher cache
+    data_root: str = "data"  # where datasets live / are downloaded to
+    download: bool = False  # allow torchvision downloads
+    # --- budget: `steps` outer iterations, each with `kd_steps` student updates on `batch_size` images
+    steps: int = 200  # outer iterations (D step, G step, kd_steps student steps)
+    kd_steps: int = 5  # student updates per outer iteration
+    batch_size: int = 128  # synthetic batch; mosaickd's student batch adds as many real OOD images
+    # --- optimisation
+    lr_s: float = 0.1  # student SGD lr (cosine to 0 over `steps`)
+    momentum_s: float = 0.9  # student SGD momentum
+    wd_s: float = 1e-4  # student weight decay
+    lr_g: float = 1e-3  # generator Adam lr (cosine)
+    lr_d: float = 1e-3  # discriminator Adam lr (cosine)
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas for generator and discriminator
+    t_kd: float = 1.0  # distillation temperature
+    # --- the generator's loss weights (paper README values)
+    w_local: float = 1.0  # scales loss_local (patch GAN term, Eq. 3)
+    w_align: float = 1.0  # scales loss_align (teacher entropy, Eq. 4)
+    w_balance: float = 10.0  # scales loss_balance (class-marginal negative entropy)
+    w_adv: float = 1.0  # scales loss_adv (-KL(teacher || student), Eq. 7)
+    # --- players
+    z_dim: int = 100  # generator latent size
+    ngf: int = 64  # generator width (paper: 128)
+    ndf: int = 64  # discriminator width (paper: 128)
+    discriminator: str = "patch"  # patch | full | none
+    patch_size: int = 10  # receptive field of the patch discriminator in pixels
+    # --- bookkeeping
+    seed: int = 0  # seeds torch, numpy, random and every batcher
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 only on CUDA)
+    eval_every: int = 50  # evaluate the student on in-domain val every N steps (0: only at the end)
+    ckpt_every: int = 50  # write a checkpoint every N steps (and at the end)
+    out_dir: str = "runs/demo"  # run folder: metrics.json, history.csv, checkpoint.pt, samples.png
+    resume: bool = True  # continue from out_dir/checkpoint.pt when it exists
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # YAML/papermill give lists
+        _choice("method", self.method, METHODS)
+        _choice("discriminator", self.discriminator, DISCRIMINATORS)
+        _choice("precision", self.precision, PRECISIONS)
+        for name in ("steps", "kd_steps", "batch_size", "z_dim", "ngf", "ndf", "teacher_epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"RunConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"RunConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr_s", "lr_g", "lr_d", "t_kd"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"RunConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("w_local", "w_align", "w_balance", "w_adv", "wd_s", "momentum_s"):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"RunConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.discriminator == "patch" and self.patch_size < 2:
+            raise ValueError(f"RunConfig.patch_size must be >= 2, got {self.patch_size}")
+        if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
+            raise ValueError(f"RunConfig.device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+
+    @property
+    def uses_generator(self) -> bool:
+        return self.method in ("mosaickd", "datafree")
+
+    @property
+    def uses_discriminator(self) -> bool:
+        return self.method == "mosaickd" and self.discriminator != "none"
+
+    @property
+    def uses_ood(self) -> bool:
+        return self.method in ("mosaickd", "kd_ood")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Build from a dict (papermill parameters, YAML, a checkpoint); unknown keys are errors."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown RunConfig field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    def __str__(self) -> str:
+        return (f"RunConfig({self.method}: {self.teacher}->{self.student} on {self.dataset}, "
+                f"ood={self.ood}, steps={self.steps}x{self.kd_steps}, batch={self.batch_size}, seed={self.seed})")
+
+
+def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"RunConfig.{name}={value!r} is not valid; choose one of {', '.join(valid)}")
+
+
+def resolve_device(device: str) -> "str":
+    """'auto' → 'cuda' when available, else 'cpu'; an explicit 'cuda' without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} requested but torch sees no CUDA GPU; use device='auto' or 'cpu'")
+    return device
+
+
+__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "PRECISIONS", "resolve_device"]

@@ -1,0 +1,231 @@
+"""The MosaicKD game and its baselines: one ``step`` per method, built from shared pieces.
+
+A step is pure compute: it draws noise from torch's global RNG and real images from the callables
+in ``Streams``, updates the players in place, and returns a dict of floats. It prints nothing,
+writes no files and steps no scheduler (``mosaic.train`` does those).
+
+MosaicKD, one iteration (paper Alg. 1 and the official loop order):
+  1. discriminator: real OOD patches vs patches of x = G(z)              -> loss_d
+  2. generator (reusing x): w_local·local + w_align·align
+                            + w_balance·balance + w_adv·adv              -> loss_g
+  3. student, kd_steps times: KD on fresh synthetic x ∪ real OOD x'       -> loss_s
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+import torch.nn as nn
+
+from mosaic import losses
+from mosaic.config import RunConfig
+
+ImageStream = Callable[[], torch.Tensor]  # () -> (B, C, H, W) float in [0, 1]
+LabeledStream = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # () -> ((B, C, H, W), (B,))
+
+
+@dataclass
+class Players:
+    """The networks of the game and their optimisers. The teacher is frozen where it is built."""
+
+    teacher: nn.Module
+    student: nn.Module
+    opt_s: torch.optim.Optimizer
+    generator: nn.Module | None = None
+    discriminator: nn.Module | None = None
+    opt_g: torch.optim.Optimizer | None = None
+    opt_d: torch.optim.Optimizer | None = None
+    scalers: dict[str, torch.amp.GradScaler] = field(default_factory=dict)  # fp16 only: "s", "g", "d"
+
+
+@dataclass
+class Streams:
+    """Where a step gets real images: OOD images (unlabeled) and, for the ceilings, in-domain ones."""
+
+    ood: ImageStream | None = None
+    indomain: LabeledStream | None = None
+
+
+# ----------------------------------------------------------------------------- shared pieces
+
+def autocast(device: torch.device | str, precision: str) -> contextlib.AbstractContextManager:
+    """The one mixed-precision switch: fp32 (off), bf16 (CPU with AMX, Ampere+ GPUs), fp16 (CUDA)."""
+    device_type = torch.device(device).type
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device_type != "cuda":
+        raise ValueError("precision='fp16' needs a CUDA device; use 'bf16' on the CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+@contextlib.contextmanager
+def no_param_grads(*modules: nn.Module | None) -> Iterator[None]:
+    """Let gradients flow *through* modules without computing their parameter gradients."""
+    saved = [(p, p.requires_grad) for m in modules if m is not None for p in m.parameters()]
+    for p, _ in saved:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in saved:
+            p.requires_grad_(flag)
+
+
+def _update(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    """zero_grad → backward → step, through the fp16 grad scaler when there is one."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+
+def sample_z(n: int, z_dim: int, device: torch.device | str) -> torch.Tensor:
+    return torch.randn(n, z_dim, device=device)  # (B, z_dim)
+
+
+def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_local: bool) -> dict[str, torch.Tensor]:
+    """The generator's terms on a synthetic batch x (B, C, H, W), weighted sum in 'loss_g'."""
+    t_logits = players.teacher(x)  # (B, K)
+    s_logits = players.student(x)  # (B, K)
+    terms = {
+        "loss_align": losses.align_loss(t_logits),
+        "loss_balance": losses.balance_loss(t_logits),
+        "loss_adv": losses.adversarial_loss(t_logits, s_logits, cfg.t_kd),
+    }
+    loss_g = cfg.w_align * terms["loss_align"] + cfg.w_balance * terms["loss_balance"] + cfg.w_adv * terms["loss_adv"]
+    if use_local:
+        d_fake = players.discriminator(x)  # (B, 1, h, w)
+        terms["loss_local"] = losses.local_loss(d_fake)
+        loss_g = loss_g + cfg.w_local * terms["loss_local"]
+    with torch.no_grad():
+        terms["teacher_conf"] = torch.softmax(t_logits.float(), dim=1).amax(dim=1).mean()
+    terms["loss_g"] = loss_g
+    return terms
+
+
+def discriminator_update(players: Players, x_real: torch.Tensor, x_fake: torch.Tensor, amp) -> dict[str, torch.Tensor]:
+    """One D step: real OOD patches → 1, synthetic patches → 0. x_fake is detached here."""
+    with amp:
+        d_real = players.discriminator(x_real)  # (B, 1, h, w)
+        d_fake = players.discriminator(x_fake.detach())  # (B, 1, h, w)
+        loss_d = losses.discriminator_loss(d_real, d_fake)
+    _update(loss_d, players.opt_d, players.scalers.get("d"))
+    return {"loss_d": loss_d.detach(),
+            "d_real": torch.sigmoid(d_real.detach().float()).mean(),  # D's mean "real" score on OOD
+            "d_fake": torch.sigmoid(d_fake.detach().float()).mean()}  # ... and on synthetic patches
+
+
+def student_kd_update(players: Players, x: torch.Tensor, cfg: RunConfig, amp) -> torch.Tensor:
+    """One student step: KD towards the frozen teacher on x (B, C, H, W)."""
+    with amp:
+        with torch.no_grad():
+            t_logits = players.teacher(x)  # (B, K)
+        s_logits = players.student(x)  # (B, K)
+        loss_s = losses.kd_loss(s_logits, t_logits, cfg.t_kd)
+    _update(loss_s, players.opt_s, players.scalers.get("s"))
+    return loss_s.detach()
+
+
+def _synthesize(players: Players, n: int, cfg: RunConfig, device) -> torch.Tensor:
+    with torch.no_grad():
+        return players.generator(sample_z(n, cfg.z_dim, device))  # (B, C, H, W)
+
+
+def _floats(d: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Tensors → floats with a single device sync."""
+    keys = list(d)
+    values = torch.stack([d[k].detach().float().reshape(()) for k in keys]).tolist()
+    return dict(zip(keys, values))
+
+
+# ----------------------------------------------------------------------------- one step per method
+
+def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+    amp = autocast(device, cfg.precision)
+    out: dict[str, torch.Tensor] = {}
+    # 1. discriminator: real OOD patches vs synthetic patches (x keeps its graph for the G step)
+    with amp:
+        x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device))  # (B, C, H, W)
+    use_local = players.discriminator is not None
+    if use_local:
+        out.update(discriminator_update(players, streams.ood(), x, amp))
+    # 2. generator: mosaics the teacher reads as confident, balanced, hard for the student
+    with amp, no_param_grads(players.discriminator, players.student):
+        terms = generator_losses(players, x, cfg, use_local)
+    _update(terms["loss_g"], players.opt_g, players.scalers.get("g"))
+    out.update({k: v.detach() for k, v in terms.items()})
+    # 3. student ×kd_steps: KD on fresh synthetic samples joined with real OOD images
+    loss_s = []
+    for _ in range(cfg.kd_steps):
+        x = torch.cat([_synthesize(players, cfg.batch_size, cfg, device), streams.ood()])  # (2B, C, H, W)
+        loss_s.append(student_kd_update(players, x, cfg, amp))
+    out["loss_s"] = torch.stack(loss_s).mean()
+    return _floats(out)
+
+
+def datafree_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+    """Data-free baseline: the same generator without discriminator or real OOD images."""
+    amp = autocast(device, cfg.precision)
+    # 1. generator: align + balance + adversarial (no local term: nothing real to imitate)
+    with amp, no_param_grads(players.student):
+        x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device))  # (B, C, H, W)
+        terms = generator_losses(players, x, cfg, use_local=False)
+    _update(terms["loss_g"], players.opt_g, players.scalers.get("g"))
+    out = {k: v.detach() for k, v in terms.items()}
+    # 2. student ×kd_steps on synthetic samples only
+    loss_s = [student_kd_update(players, _synthesize(players, cfg.batch_size, cfg, device), cfg, amp)
+              for _ in range(cfg.kd_steps)]
+    out["loss_s"] = torch.stack(loss_s).mean()
+    return _floats(out)
+
+
+def kd_ood_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+    """Plain KD on real OOD images."""
+    amp = autocast(device, cfg.precision)
+    loss_s = [student_kd_update(players, streams.ood(), cfg, amp) for _ in range(cfg.kd_steps)]
+    return _floats({"loss_s": torch.stack(loss_s).mean()})
+
+
+def kd_indomain_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+    """KD on in-domain train images: the ceiling OOD-KD tries to reach."""
+    amp = autocast(device, cfg.precision)
+    loss_s = [student_kd_update(players, streams.indomain()[0], cfg, amp) for _ in range(cfg.kd_steps)]
+    return _floats({"loss_s": torch.stack(loss_s).mean()})
+
+
+def scratch_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+    """The student trained on in-domain labels, no teacher."""
+    amp = autocast(device, cfg.precision)
+    loss_s = []
+    for _ in range(cfg.kd_steps):
+        x, y = streams.indomain()  # (B, C, H, W), (B,)
+        with amp:
+            loss = losses.cross_entropy(players.student(x), y)
+        _update(loss, players.opt_s, players.scalers.get("s"))
+        loss_s.append(loss.detach())
+    return _floats({"loss_s": torch.stack(loss_s).mean()})
+
+
+STEPS: dict[str, Callable[[Players, Streams, RunConfig, object], dict[str, float]]] = {
+    "mosaickd": mosaickd_step,
+    "kd_ood": kd_ood_step,
+    "datafree": datafree_step,
+    "kd_indomain": kd_indomain_step,
+    "scratch": scratch_step,
+}
+
+
+def step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+    """One outer iteration of ``cfg.method``; returns its losses and diagnostics as floats."""
+    return STEPS[cfg.method](players, streams, cfg, device)
+
+
+__all__ = ["Players", "Streams", "step", "STEPS", "autocast", "no_param_grads", "generator_losses",
+           "discriminator_update", "student_kd_update", "sample_z"]

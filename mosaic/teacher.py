@@ -1,0 +1,115 @@
+"""Teachers: train with validation-based selection, cache on disk, and freeze once where built.
+
+A cached teacher lives at ``{cache_dir}/{dataset}_{arch}_e{epochs}_s{seed}.pt`` with its state
+dict, its training parameters and its val/test accuracy. The test split is measured for reporting
+only; the kept epoch is chosen on the validation split.
+"""
+from __future__ import annotations
+
+import math
+import types
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from mosaic import checkpoint, losses
+from mosaic.data import Batcher, get_dataset
+from mosaic.evaluate import accuracy
+from mosaic.models import get_classifier
+
+
+@dataclass
+class TeacherConfig:
+    dataset: str = "fmnist"  # in-domain dataset
+    arch: str = "lenet5"  # classifier name
+    epochs: int = 3  # passes over the train split (val carved out of it)
+    batch_size: int = 128  # SGD batch
+    lr: float = 0.05  # SGD lr, cosine to 0
+    momentum: float = 0.9  # SGD momentum
+    wd: float = 5e-4  # weight decay
+    seed: int = 0  # init and batch order
+    data_root: str = "data"  # dataset root
+    download: bool = False  # allow torchvision downloads
+
+
+def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
+    return self  # a frozen teacher ignores .train(): parent modules cannot flip it back
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Freeze once, where the teacher is built: eval mode for good, no parameter gradients."""
+    model.eval()
+    model.requires_grad_(False)
+    model.train = types.MethodType(_stay_in_eval, model)
+    return model
+
+
+def cache_path(cfg: TeacherConfig, cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / f"{cfg.dataset}_{cfg.arch}_e{cfg.epochs}_s{cfg.seed}.pt"
+
+
+def train_teacher(cfg: TeacherConfig, device: str | torch.device = "cpu", progress: bool = True) -> tuple[nn.Module, dict]:
+    """Train ``cfg.arch`` on ``cfg.dataset``/train; keep the epoch with the best val accuracy."""
+    checkpoint.seed_everything(cfg.seed)
+    train = get_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download)
+    val = get_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download)
+    model = get_classifier(cfg.arch, train.spec).to(device)
+    batch_size = min(cfg.batch_size, len(train))
+    iters_per_epoch = max(1, len(train) // batch_size)
+    total = cfg.epochs * iters_per_epoch
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.wd, nesterov=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / total)))
+    batches = Batcher(train, batch_size, seed=cfg.seed, augment=True, device=device)
+    best_acc, best_state, best_epoch = -1.0, None, -1
+    bar = tqdm(total=total, desc=f"teacher {cfg.arch}@{cfg.dataset}", disable=not progress, leave=False)
+    for epoch in range(cfg.epochs):
+        model.train()
+        for _ in range(iters_per_epoch):
+            x, y = next(batches)
+            loss = losses.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            bar.update(1)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"teacher training diverged at epoch {epoch} (loss={loss.item()}); lower lr")
+        val_acc = accuracy(model, val, device=device)
+        bar.set_postfix(val_acc=f"{val_acc:.2f}")
+        if val_acc > best_acc:
+            best_acc, best_epoch = val_acc, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    bar.close()
+    model.load_state_dict(best_state)
+    test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
+    info = {"config": asdict(cfg), "val_acc": best_acc, "best_epoch": best_epoch,
+            "test_acc": accuracy(model, test, device=device)}
+    return model, info
+
+
+def load_teacher(path: str | Path, device: str | torch.device = "cpu", data_root: str | None = None) -> tuple[nn.Module, dict]:
+    """Load a teacher file written by ``get_teacher`` (frozen)."""
+    ckpt = checkpoint.load(path)
+    cfg = TeacherConfig(**ckpt["info"]["config"])
+    spec = ckpt.get("spec") or get_dataset(cfg.dataset, "test", root=data_root or cfg.data_root).spec
+    model = get_classifier(cfg.arch, spec)
+    model.load_state_dict(ckpt["state_dict"])
+    return freeze(model.to(device)), ckpt["info"]
+
+
+def get_teacher(cfg: TeacherConfig, cache_dir: str | Path = "checkpoints/teachers", device: str | torch.device = "cpu",
+                progress: bool = True) -> tuple[nn.Module, dict]:
+    """The cached teacher for ``cfg`` if one exists, else train and cache it. Always frozen."""
+    path = cache_path(cfg, cache_dir)
+    if path.exists():
+        model, info = load_teacher(path, device, data_root=cfg.data_root)
+        return model, {**info, "path": str(path), "cached": True}
+    model, info = train_teacher(cfg, device, progress)
+    checkpoint.save_atomic({"state_dict": model.state_dict(), "spec": model.spec, "info": info}, path)
+    return freeze(model), {**info, "path": str(path), "cached": False}
+
+
+__all__ = ["TeacherConfig", "freeze", "train_teacher", "get_teacher", "load_teacher", "cache_path"]

@@ -1,0 +1,69 @@
+"""Each loss against an independent reference computation (torch built-ins or a hand formula)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mosaic import losses
+
+torch.manual_seed(0)
+S = torch.randn(16, 10) * 2
+T = torch.randn(16, 10) * 2
+
+
+@pytest.mark.parametrize("t_kd", [1.0, 4.0])
+def test_kd_loss_matches_kl_div(t_kd):
+    ref = F.kl_div(F.log_softmax(S / t_kd, 1), F.softmax(T / t_kd, 1), reduction="batchmean") * t_kd**2
+    assert torch.allclose(losses.kd_loss(S, T, t_kd), ref, atol=1e-6)
+
+
+def test_kd_loss_is_zero_iff_equal_and_positive_otherwise():
+    assert losses.kd_loss(T, T).abs() < 1e-6
+    assert losses.kd_loss(S, T) > 0.1
+
+
+def test_kd_loss_gradient_only_through_student():
+    s = S.clone().requires_grad_()
+    losses.kd_loss(s, T).backward()
+    # d/ds KL(p_t || p_s) = (p_s - p_t) / B
+    assert torch.allclose(s.grad, (F.softmax(S, 1) - F.softmax(T, 1)) / S.shape[0], atol=1e-6)
+
+
+def test_discriminator_loss_matches_bce():
+    real, fake = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8)
+    ref = F.binary_cross_entropy(torch.sigmoid(real), torch.ones_like(real)) + \
+        F.binary_cross_entropy(torch.sigmoid(fake), torch.zeros_like(fake))
+    assert torch.allclose(losses.discriminator_loss(real, fake), ref, atol=1e-5)
+
+
+def test_local_loss_is_non_saturating_gan_term():
+    fake = torch.randn(4, 1, 7, 7)
+    ref = -torch.log(torch.sigmoid(fake)).mean()
+    assert torch.allclose(losses.local_loss(fake), ref, atol=1e-5)
+
+
+def test_align_loss_is_mean_entropy():
+    p = F.softmax(T, 1)
+    ref = -(p * p.log()).sum(1).mean()
+    assert torch.allclose(losses.align_loss(T), ref, atol=1e-6)
+    assert losses.align_loss(torch.eye(10) * 100) < 1e-6  # confident → 0
+    assert math.isclose(losses.align_loss(torch.zeros(3, 10)).item(), math.log(10), rel_tol=1e-6)  # uniform → log K
+
+
+def test_balance_loss_is_negative_entropy_of_marginal():
+    p_mean = F.softmax(T, 1).mean(0)
+    assert torch.allclose(losses.balance_loss(T), (p_mean * p_mean.log()).sum(), atol=1e-6)
+    # all classes equally often: minimum -log K; one class only: 0
+    assert math.isclose(losses.balance_loss(torch.eye(10) * 100).item(), -math.log(10), rel_tol=1e-5)
+    assert abs(losses.balance_loss(torch.zeros(8, 10).index_fill_(1, torch.tensor([3]), 100.0)).item()) < 1e-5
+
+
+def test_adversarial_loss_is_negative_kd():
+    assert torch.allclose(losses.adversarial_loss(T, S, 2.0), -losses.kd_loss(S, T, 2.0))
+
+
+def test_losses_are_finite_under_bf16_inputs():
+    for v in (losses.kd_loss(S.bfloat16(), T.bfloat16()), losses.align_loss(T.bfloat16()),
+              losses.balance_loss(T.bfloat16())):
+        assert v.dtype == torch.float32 and torch.isfinite(v)
