@@ -1,0 +1,18 @@
+"""Data: named datasets with their image spec, OOD sources, the adaptation rule, batching.
+
+- ``get_dataset(name, split)`` -> ``ImageData`` (uint8 images on the CPU + labels + spec), for the
+  names in ``DATASETS`` and ``folder:PATH`` (random crops of your own photos);
+- ``adapt(data, spec)`` converts OOD images to the teacher's spec (the one rule, see ``adapt.py``);
+- ``entropy_subset(data, teacher, n)`` keeps the n OOD images the teacher is least sure about;
+- ``Batcher`` (shuffled, endless, resumable, augmenting) and ``iterate`` (evaluation) yield
+  float [0, 1] batches on the device.
+"""
+from mosaic.data.adapt import adapt, adapt_images
+from mosaic.data.batcher import Batcher, iterate
+from mosaic.data.folder import load_folder
+from mosaic.data.imagedata import DatasetNotFoundError, ImageData
+from mosaic.data.registry import DATASETS, SPLITS, get_dataset
+from mosaic.data.select import entropy_subset
+
+__all__ = ["DATASETS", "SPLITS", "Batcher", "DatasetNotFoundError", "ImageData", "adapt", "adapt_images",
+           "entropy_subset", "get_dataset", "iterate", "load_folder"]

