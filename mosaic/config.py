@@ -49,7 +49,7 @@ class RunConfig:
     w_adv: float = 1.0  # scales loss_adv (-KL(teacher || student), Eq. 7)
     # --- players
     z_dim: int = 100  # generator latent size
-    ngf: int = 64  # generator width (paper: 128)
+    ngf: int = 32  # generator width (paper: 128; 32 keeps CPU runs fast)
     ndf: int = 64  # discriminator width (paper: 128)
     discriminator: str = "patch"  # patch | full | none
     patch_size: int = 10  # receptive field of the patch discriminator in pixels
@@ -109,6 +109,11 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown RunConfig field(s) {unknown}; valid fields: {sorted(names)}")
         return cls(**d)
+
+    @classmethod
+    def from_namespace(cls, namespace: dict[str, Any]) -> "RunConfig":
+        """Pick the RunConfig fields out of a namespace, e.g. a notebook's ``globals()``."""
+        return cls(**{f.name: namespace[f.name] for f in dataclasses.fields(cls) if f.name in namespace})
 
     def replace(self, **changes: Any) -> "RunConfig":
         return RunConfig.from_dict({**self.to_dict(), **changes})

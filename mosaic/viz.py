@@ -25,15 +25,16 @@ def image_grid(x: torch.Tensor, nrow: int = 8, pad: int = 1) -> "np.ndarray":  #
 
 @torch.no_grad()
 def sample(generator: torch.nn.Module, n: int, z_dim: int, device: str | torch.device = "cpu", seed: int = 0) -> torch.Tensor:
-    """n synthetic images from a fixed noise seed (reproducible across calls; generator in eval mode)."""
+    """n synthetic images from a fixed noise seed, as the student sees them during training.
+
+    The generator is run in train mode (batch-statistics BatchNorm, as in the game) on a copy, so the
+    caller's generator and its running statistics are untouched.
+    """
+    import copy
+
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, z_dim, generator=g).to(device)  # (n, z_dim)
-    was_training = generator.training
-    generator.eval()
-    try:
-        return generator(z).float().cpu()  # (n, C, H, W)
-    finally:
-        generator.train(was_training)
+    return copy.deepcopy(generator).train()(z).float().cpu()  # (n, C, H, W)
 
 
 def save_samples(generator: torch.nn.Module, path: str | Path, z_dim: int, device: str | torch.device = "cpu",

@@ -37,3 +37,8 @@ def test_players_follow_method():
 
 def test_yaml_lists_become_tuples():
     assert RunConfig(betas=[0.5, 0.99]).betas == (0.5, 0.99)
+
+
+def test_from_namespace_picks_only_fields():
+    cfg = RunConfig.from_namespace({"method": "kd_ood", "steps": 7, "plt": object(), "_": 1})
+    assert cfg.method == "kd_ood" and cfg.steps == 7 and cfg.seed == RunConfig().seed

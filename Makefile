@@ -1,0 +1,39 @@
+# Two commands for a fresh machine:  `make demo` (the main job)  and  `make test` (every test).
+# Both create .venv if missing, install the package with its extras, and obtain the default data.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+OUT    ?= runs/demo
+
+.PHONY: demo test test-fast data install notebooks clean-runs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch is pinned nowhere: pip resolves torch/torchvision from pyproject.toml (on this project's
+# machines, from the local wheels of torch 2.14.1 / torchvision 0.29.1).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[all]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+# The default offline data: Fashion-MNIST (torchvision download, else Debian's dataset-fashion-mnist).
+data: install
+	$(BIN)/python -m mosaic.data.fetch fmnist --root data
+
+demo: data
+	mkdir -p $(OUT)
+	$(BIN)/papermill notebooks/02_train.ipynb $(OUT)/02_train.ipynb -p out_dir $(OUT) --cwd . --log-output
+	@$(BIN)/python -c "import json; m = json.load(open('$(OUT)/metrics.json')); print({k: m[k] for k in ('method', 'dataset', 'ood', 'steps', 'student_acc', 'teacher_acc', 'agreement', 'wall_s')})"
+
+test: data
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,122 @@
+"""One game step per method: who gets updated, who stays frozen, and what the step returns."""
+import copy
+
+import pytest
+import torch
+
+from mosaic import game
+from mosaic.config import RunConfig
+from mosaic.models import Generator, get_classifier, get_discriminator
+from mosaic.spec import ImageSpec
+from mosaic.teacher import freeze
+
+SPEC = ImageSpec(1, 16, (0.5,), (0.25,), 10)
+
+
+def make_players(cfg: RunConfig) -> game.Players:
+    torch.manual_seed(0)
+    teacher = freeze(get_classifier("cnn_half", SPEC))
+    student = get_classifier("cnn_half", SPEC)
+    p = game.Players(teacher=teacher, student=student, opt_s=torch.optim.SGD(student.parameters(), lr=0.1))
+    if cfg.uses_generator:
+        p.generator = Generator(SPEC, z_dim=cfg.z_dim, ngf=8)
+        p.opt_g = torch.optim.Adam(p.generator.parameters(), lr=1e-3)
+    if cfg.uses_discriminator:
+        p.discriminator = get_discriminator(cfg.discriminator, SPEC, patch_size=cfg.patch_size, ndf=8)
+        p.opt_d = torch.optim.Adam(p.discriminator.parameters(), lr=1e-3)
+    return p
+
+
+def streams(batch: int) -> game.Streams:
+    return game.Streams(ood=lambda: torch.rand(batch, 1, 16, 16),
+                        indomain=lambda: (torch.rand(batch, 1, 16, 16), torch.randint(0, 10, (batch,))))
+
+
+def snapshot(m):
+    return None if m is None else copy.deepcopy(m.state_dict())
+
+
+def changed(m, before) -> bool:
+    return any(not torch.equal(v, before[k]) for k, v in m.state_dict().items() if v.is_floating_point())
+
+
+EXPECTED_KEYS = {
+    "mosaickd": {"loss_d", "loss_g", "loss_s", "loss_local", "loss_align", "loss_balance", "loss_adv", "d_real", "d_fake", "teacher_conf"},
+    "datafree": {"loss_g", "loss_s", "loss_align", "loss_balance", "loss_adv", "teacher_conf"},
+    "kd_ood": {"loss_s"}, "kd_indomain": {"loss_s"}, "scratch": {"loss_s"},
+}
+
+
+@pytest.mark.parametrize("method", list(EXPECTED_KEYS))
+def test_step_updates_the_right_players_and_never_the_teacher(method):
+    cfg = RunConfig(method=method, batch_size=8, kd_steps=2, z_dim=16)
+    p = make_players(cfg)
+    before = {k: snapshot(getattr(p, k)) for k in ("teacher", "student", "generator", "discriminator")}
+    out = game.step(p, streams(8), cfg, "cpu")
+    assert set(out) == EXPECTED_KEYS[method]
+    assert all(isinstance(v, float) for v in out.values())
+    assert changed(p.student, before["student"])
+    assert not changed(p.teacher, before["teacher"])
+    assert all(q.grad is None for q in p.teacher.parameters())
+    if p.generator is not None:
+        assert changed(p.generator, before["generator"])
+    if p.discriminator is not None:
+        assert changed(p.discriminator, before["discriminator"])
+        assert 0 < out["d_real"] < 1 and 0 < out["d_fake"] < 1
+
+
+def test_generator_loss_is_the_weighted_sum_of_its_terms():
+    cfg = RunConfig(w_local=0.5, w_align=2.0, w_balance=3.0, w_adv=0.7, z_dim=16)
+    p = make_players(cfg)
+    x = p.generator(torch.randn(8, 16))
+    t = game.generator_losses(p, x, cfg, use_local=True)
+    ref = 0.5 * t["loss_local"] + 2.0 * t["loss_align"] + 3.0 * t["loss_balance"] + 0.7 * t["loss_adv"]
+    assert torch.allclose(t["loss_g"], ref)
+
+
+def test_no_discriminator_means_no_local_term():
+    cfg = RunConfig(discriminator="none", batch_size=8, kd_steps=1, z_dim=16)
+    p = make_players(cfg)
+    assert p.discriminator is None
+    out = game.step(p, streams(8), cfg, "cpu")
+    assert "loss_local" not in out and "loss_d" not in out
+
+
+def test_no_param_grads_restores_flags_and_blocks_parameter_gradients():
+    net = torch.nn.Linear(3, 3)
+    net.bias.requires_grad_(False)
+    x = torch.randn(2, 3, requires_grad=True)
+    with game.no_param_grads(net):
+        net(x).sum().backward()
+    assert net.weight.grad is None and x.grad is not None
+    assert net.weight.requires_grad and not net.bias.requires_grad
+
+
+def test_frozen_teacher_stays_in_eval_mode():
+    p = make_players(RunConfig(method="kd_ood"))
+    p.teacher.train()
+    torch.nn.Sequential(p.teacher).train()
+    assert not p.teacher.training and not any(m.training for m in p.teacher.modules())
+    assert not any(q.requires_grad for q in p.teacher.parameters())
+
+
+def test_bf16_autocast_step_runs_and_is_finite():
+    cfg = RunConfig(method="mosaickd", precision="bf16", batch_size=8, kd_steps=1, z_dim=16)
+    out = game.step(make_players(cfg), streams(8), cfg, "cpu")
+    assert all(torch.isfinite(torch.tensor(v)) for v in out.values())
+
+
+def test_fp16_on_cpu_is_refused_with_advice():
+    with pytest.raises(ValueError, match="bf16"):
+        game.autocast("cpu", "fp16")
+
+
+def test_viz_sample_is_seeded_and_leaves_the_generator_untouched():
+    from mosaic import viz
+    gen = Generator(SPEC, z_dim=16, ngf=8).eval()
+    before = copy.deepcopy(gen.state_dict())
+    a, b = viz.sample(gen, 6, 16, seed=3), viz.sample(gen, 6, 16, seed=3)
+    assert a.shape == (6, 1, 16, 16) and torch.equal(a, b)
+    assert not gen.training and all(torch.equal(v, before[k]) for k, v in gen.state_dict().items())
+    grid = viz.image_grid(a, nrow=3)
+    assert grid.shape == (2 * 17 + 1, 3 * 17 + 1, 3) and grid.min() >= 0 and grid.max() <= 1

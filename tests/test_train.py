@@ -1,0 +1,127 @@
+"""The training loop end to end on tiny offline data (sklearn digits in-domain, MNIST-5k as OOD)."""
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mosaic import game
+from mosaic.config import RunConfig
+from mosaic.train import NonFiniteLossError, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("teachers"))
+
+
+def tiny(tmp_path, teacher_dir, **kw) -> RunConfig:
+    base = dict(dataset="digits", ood="mnist5k", teacher="cnn_half", student="cnn_half", teacher_epochs=15,
+                teacher_dir=teacher_dir, steps=6, kd_steps=2, batch_size=32, z_dim=16, ngf=8, ndf=8,
+                patch_size=4, eval_every=2, ckpt_every=2, out_dir=str(tmp_path / "run"), device="cpu")
+    base.update(kw)
+    return RunConfig(**base)
+
+
+@pytest.mark.parametrize("method", ["mosaickd", "kd_ood", "datafree", "kd_indomain", "scratch"])
+def test_every_method_writes_a_complete_run_folder(tmp_path, teacher_dir, method):
+    res = train(tiny(tmp_path, teacher_dir, method=method), progress=False)
+    m = json.loads((res.out_dir / "metrics.json").read_text())
+    for key in ("method", "dataset", "ood", "steps", "student_acc", "teacher_acc", "agreement", "wall_s",
+                "per_class_acc", "student_acc_valsel", "config"):
+        assert key in m, key
+    assert m["method"] == method and m["steps"] == 6
+    assert 0 <= m["student_acc"] <= 100 and m["teacher_acc"] > 50  # a 2-epoch digits teacher is far above chance
+    assert len(m["per_class_acc"]) == 10
+    assert RunConfig.from_dict(m["config"]).method == method
+    lines = (res.out_dir / "history.csv").read_text().splitlines()
+    assert len(lines) == 1 + 6 and "loss_s" in lines[0] and "val_acc" in lines[0]
+    assert (res.out_dir / "samples.png").exists() == (method in ("mosaickd", "datafree"))
+
+
+def test_teacher_parameters_bit_identical_after_training(tmp_path, teacher_dir):
+    cfg = tiny(tmp_path, teacher_dir)
+    from mosaic.train import build_teacher
+    teacher, _ = build_teacher(cfg, "cpu", progress=False)
+    before = {k: v.clone() for k, v in teacher.state_dict().items()}
+    res = train(cfg, teacher=teacher, progress=False)
+    assert res.players.teacher is teacher
+    assert all(torch.equal(v, before[k]) for k, v in teacher.state_dict().items())
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path, teacher_dir):
+    a = train(tiny(tmp_path / "a", teacher_dir, seed=1), progress=False)
+    b = train(tiny(tmp_path / "b", teacher_dir, seed=1), progress=False)
+    c = train(tiny(tmp_path / "c", teacher_dir, seed=2), progress=False)
+    assert a.history == b.history and a.metrics["student_acc"] == b.metrics["student_acc"]
+    assert a.history != c.history
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3])
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, teacher_dir, delay):
+    steps = 30
+    ref = train(tiny(tmp_path / "ref", teacher_dir, steps=steps, ckpt_every=3), progress=False)
+    cfg = tiny(tmp_path / "killed", teacher_dir, steps=steps, ckpt_every=3)
+    args = [sys.executable, "-m", "mosaic.train"]
+    for k, v in cfg.to_dict().items():
+        args += [f"--{k}", *map(str, v)] if isinstance(v, list) else [f"--{k}", str(v)]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = tmp_path / "killed" / "run" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(delay)  # kill somewhere in the middle: between, or while writing, checkpoints
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), proc.stderr.read().decode()[-2000:]
+    killed_at = torch.load(ckpt, weights_only=False)["step"]
+    assert killed_at < steps, "the run finished before it was killed; make it longer"
+    res = train(cfg, progress=False)
+    assert res.history == ref.history
+    for k in ("student_acc", "teacher_acc", "agreement", "per_class_acc", "student_acc_valsel", "valsel_step"):
+        assert res.metrics[k] == ref.metrics[k], k
+
+
+def test_resume_with_other_parameters_is_refused(tmp_path, teacher_dir):
+    train(tiny(tmp_path, teacher_dir, steps=2), progress=False)
+    with pytest.raises(ValueError, match="other parameters"):
+        train(tiny(tmp_path, teacher_dir, steps=2, lr_s=0.5), progress=False)
+
+
+def test_nan_guard_names_the_loss_and_keeps_last_good_checkpoint(tmp_path, teacher_dir, monkeypatch):
+    real = game.STEPS["kd_ood"]
+    calls = {"n": 0}
+
+    def flaky(players, streams, cfg, device):
+        calls["n"] += 1
+        out = real(players, streams, cfg, device)
+        return {**out, "loss_s": math.nan} if calls["n"] == 5 else out
+
+    monkeypatch.setitem(game.STEPS, "kd_ood", flaky)
+    cfg = tiny(tmp_path, teacher_dir, method="kd_ood")
+    with pytest.raises(NonFiniteLossError, match=r"loss_s became nan at step 5.*step 4"):
+        train(cfg, progress=False)
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["step"] == 4
+    assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 1 + 5
+
+
+def test_ood_subset_keeps_n_images(tmp_path, teacher_dir):
+    res = train(tiny(tmp_path, teacher_dir, method="kd_ood", ood_subset=500, steps=2), progress=False)
+    assert res.metrics["n_ood"] == 500 and len(res.ood) == 500
+
+
+def test_cli_reads_a_parameter_file_and_flags_override(tmp_path, teacher_dir):
+    import yaml
+    from mosaic.train import main
+    cfg = tiny(tmp_path, teacher_dir, method="kd_ood", steps=2)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({**cfg.to_dict(), "steps": 50}))
+    m = main(["-f", str(tmp_path / "p.yaml"), "--steps", "3"])
+    assert m["steps"] == 3 and m["config"]["batch_size"] == 32
