@@ -57,6 +57,8 @@ class RunConfig:
     seed: int = 0  # seeds torch, numpy, random and every batcher
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 only on CUDA)
+    channels_last: bool = False  # NHWC memory format for student, generator, discriminator
+    compile: bool = False  # torch.compile the student, generator and discriminator
     eval_every: int = 50  # evaluate the student on in-domain val every N steps (0: only at the end)
     ckpt_every: int = 50  # write a checkpoint every N steps (and at the end)
     out_dir: str = "runs/demo"  # run folder: metrics.json, history.csv, checkpoint.pt, samples.png

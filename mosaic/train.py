@@ -36,7 +36,8 @@ from mosaic.models import Generator, get_classifier, get_discriminator
 from mosaic.teacher import TeacherConfig, get_teacher, load_teacher
 
 # fields that may change between a run and its resumption without changing its results
-RESUMABLE_CHANGES = {"out_dir", "resume", "device", "eval_every", "ckpt_every", "data_root", "download", "teacher_dir"}
+RESUMABLE_CHANGES = {"out_dir", "resume", "device", "eval_every", "ckpt_every", "data_root", "download", "teacher_dir",
+                     "channels_last", "compile"}
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -84,6 +85,14 @@ def build_players(cfg: RunConfig, teacher: nn.Module, device: str) -> game.Playe
     if cfg.uses_discriminator:
         players.discriminator = get_discriminator(cfg.discriminator, spec, patch_size=cfg.patch_size, ndf=cfg.ndf).to(device)
         players.opt_d = torch.optim.Adam(players.discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
+    if cfg.channels_last:
+        for m in (players.student, players.generator, players.discriminator):
+            if m is not None:
+                m.to(memory_format=torch.channels_last)
+    if cfg.compile:  # compiled modules share parameters with the originals: optimisers and checkpoints see the same tensors
+        players.student = torch.compile(players.student)
+        players.generator = players.generator and torch.compile(players.generator)
+        players.discriminator = players.discriminator and torch.compile(players.discriminator)
     if cfg.precision == "fp16":
         players.scalers = {k: torch.amp.GradScaler("cuda") for k in ("s", "g", "d")}
     return players
@@ -96,9 +105,13 @@ def build_schedulers(players: game.Players, steps: int) -> dict[str, torch.optim
     return {k: torch.optim.lr_scheduler.LambdaLR(o, cosine) for k, o in opts.items() if o is not None}
 
 
+def _unwrap(m: nn.Module) -> nn.Module:
+    return getattr(m, "_orig_mod", m)  # torch.compile wraps; checkpoints hold the plain module's keys
+
+
 def _modules(players: game.Players) -> dict[str, nn.Module]:
-    return {k: m for k, m in (("student", players.student), ("generator", players.generator),
-                              ("discriminator", players.discriminator)) if m is not None}
+    return {k: _unwrap(m) for k, m in (("student", players.student), ("generator", players.generator),
+                                       ("discriminator", players.discriminator)) if m is not None}
 
 
 def _optimizers(players: game.Players) -> dict[str, torch.optim.Optimizer]:
@@ -205,7 +218,7 @@ def train(cfg: RunConfig, teacher: nn.Module | None = None, progress: bool = Tru
             row["val_acc"] = accuracy(players.student, val, device=device)
             if row["val_acc"] > best["val_acc"]:
                 best = {"val_acc": row["val_acc"], "step": it + 1,
-                        "student": {k: v.detach().clone() for k, v in players.student.state_dict().items()}}
+                        "student": {k: v.detach().clone() for k, v in _unwrap(players.student).state_dict().items()}}
             bar.set_postfix(loss_s=f"{row['loss_s']:.3f}", val_acc=f"{row['val_acc']:.1f}")
         if (cfg.ckpt_every and (it + 1) % cfg.ckpt_every == 0) or done:
             _save(out, cfg, it + 1, players, schedulers, batchers, history, best, time.perf_counter() - t0)
