@@ -42,6 +42,7 @@ class RunConfig:
     lr_d: float = 1e-3  # discriminator Adam lr (cosine)
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas for generator and discriminator
     t_kd: float = 1.0  # distillation temperature
+    student_ood: bool = True  # mosaickd: the student's batch joins real OOD images to the mosaics (paper)
     # --- the generator's loss weights (paper README values)
     w_local: float = 1.0  # scales loss_local (patch GAN term, Eq. 3)
     w_align: float = 1.0  # scales loss_align (teacher entropy, Eq. 4)

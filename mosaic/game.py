@@ -164,7 +164,9 @@ def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device) ->
     # 3. student ×kd_steps: KD on fresh synthetic samples joined with real OOD images
     loss_s = []
     for _ in range(cfg.kd_steps):
-        x = torch.cat([_synthesize(players, cfg.batch_size, cfg, device), streams.ood()])  # (2B, C, H, W)
+        x = _synthesize(players, cfg.batch_size, cfg, device)  # (B, C, H, W)
+        if cfg.student_ood:
+            x = torch.cat([x, streams.ood()])  # (2B, C, H, W)
         loss_s.append(student_kd_update(players, x, cfg, amp))
     out["loss_s"] = torch.stack(loss_s).mean()
     return _floats(out)

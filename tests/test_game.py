@@ -120,3 +120,17 @@ def test_viz_sample_is_seeded_and_leaves_the_generator_untouched():
     assert not gen.training and all(torch.equal(v, before[k]) for k, v in gen.state_dict().items())
     grid = viz.image_grid(a, nrow=3)
     assert grid.shape == (2 * 17 + 1, 3 * 17 + 1, 3) and grid.min() >= 0 and grid.max() <= 1
+
+
+def test_student_ood_switch_controls_the_student_batch():
+    seen = []
+    for flag in (True, False):
+        cfg = RunConfig(batch_size=8, kd_steps=1, z_dim=16, student_ood=flag)
+        p = make_players(cfg)
+        real_update = game.student_kd_update
+        game.student_kd_update = lambda players, x, cfg, amp: seen.append(x.shape[0]) or real_update(players, x, cfg, amp)
+        try:
+            game.step(p, streams(8), cfg, "cpu")
+        finally:
+            game.student_kd_update = real_update
+    assert seen == [16, 8]
