@@ -134,7 +134,8 @@ def student_kd_update(players: Players, x: torch.Tensor, cfg: RunConfig, amp) ->
 
 
 def _synthesize(players: Players, n: int, cfg: RunConfig, device) -> torch.Tensor:
-    with torch.no_grad():
+    """A fresh synthetic batch for the student (no graph; under the run's autocast, like every forward)."""
+    with torch.no_grad(), autocast(device, cfg.precision):
         return players.generator(sample_z(n, cfg.z_dim, device))  # (B, C, H, W)
 
 

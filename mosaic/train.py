@@ -86,7 +86,7 @@ def build_players(cfg: RunConfig, teacher: nn.Module, device: str) -> game.Playe
         players.discriminator = get_discriminator(cfg.discriminator, spec, patch_size=cfg.patch_size, ndf=cfg.ndf).to(device)
         players.opt_d = torch.optim.Adam(players.discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     if cfg.channels_last:
-        for m in (players.student, players.generator, players.discriminator):
+        for m in (players.teacher, players.student, players.generator, players.discriminator):  # teacher: frozen, safe
             if m is not None:
                 m.to(memory_format=torch.channels_last)
     if cfg.compile:  # compiled modules share parameters with the originals: optimisers and checkpoints see the same tensors

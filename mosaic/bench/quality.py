@@ -1,0 +1,172 @@
+"""Quality benchmark: the paper's table on offline pairs, every method on the same teacher and budget.
+
+    python -m mosaic.bench quality              # full table: 3 pairs x 6 methods x 3 seeds (~1 h on 2 CPU cores)
+    python -m mosaic.bench quality --quick      # 1 pair, 1 seed, a few steps: a smoke test (minutes)
+    python -m mosaic.bench quality --table-only # rebuild table, figure and README section from the CSV
+
+Rows: teacher, scratch, kd_indomain, kd_ood, datafree, mosaickd, mosaickd† (the 50% highest-entropy
+OOD images, the paper's † setting). Columns: offline pairs "in-domain <- OOD". Every method gets the
+same teacher (seed 0) and the same budget (steps x kd_steps student updates on batches of batch_size).
+The headline is the test accuracy of the *final* student; the student with the best in-domain
+validation accuracy is reported separately as `valsel` (it uses in-domain validation data).
+
+Outputs (``--out``, default benchmarks/): quality_runs.csv (one row per run with its exact
+parameters), quality_table.md, quality.png; and the README section between the quality-table markers.
+Runs live under ``--runs`` (default runs/bench/) and are reused when their metrics.json exists with
+the same parameters, so an interrupted benchmark continues where it stopped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+from mosaic.config import RunConfig
+
+PAIRS: dict[str, dict] = {
+    "fmnist<-mnist5k": dict(dataset="fmnist", ood="mnist5k", teacher="lenet5", student="lenet5_half", teacher_epochs=5),
+    "mnist5k<-fmnist": dict(dataset="mnist5k", ood="fmnist", teacher="lenet5", student="lenet5_half", teacher_epochs=30),
+    "fmnist<-photos": dict(dataset="fmnist", ood="folder:data/skimage_photos", teacher="lenet5", student="lenet5_half",
+                           teacher_epochs=5),
+}
+METHODS = ("scratch", "kd_indomain", "kd_ood", "datafree", "mosaickd", "mosaickd†")
+ROW_ORDER = ("teacher", *METHODS)
+
+
+def run_config(pair: str, method: str, seed: int, steps: int, runs_root: str | Path, n_ood: int = 0,
+               **overrides) -> RunConfig:
+    """The exact RunConfig of one benchmark cell; ``n_ood`` (the OOD set's size) sizes the † subset."""
+    slug = pair.replace("<-", "_from_")
+    subset = n_ood // 2 if method.endswith("†") else 0
+    if method.endswith("†") and subset < 1:
+        raise ValueError(f"{method} needs the OOD set's size (n_ood) to keep its highest-entropy half")
+    return RunConfig(method=method.rstrip("†"), steps=steps, seed=seed, ood_subset=subset,
+                     eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 4),
+                     out_dir=str(Path(runs_root) / slug / method.replace("†", "_dagger") / f"s{seed}"),
+                     **{**PAIRS[pair], **overrides})
+
+
+def ood_size(pair: str, data_root: str = "data") -> int:
+    from mosaic.data import get_dataset
+
+    return len(get_dataset(PAIRS[pair]["ood"], "train", root=data_root))
+
+
+def run_one(cfg: RunConfig, progress: bool = False) -> dict:
+    """metrics.json of ``cfg``: reused when present with the same parameters, else trained."""
+    from mosaic.train import train
+
+    path = Path(cfg.out_dir) / "metrics.json"
+    if path.exists():
+        m = json.loads(path.read_text())
+        if RunConfig.from_dict(m["config"]) == cfg:
+            return m
+    return train(cfg.replace(resume=True), progress=progress).metrics
+
+
+def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, **overrides):
+    """Every (pair, method, seed) cell; returns the per-run rows as a DataFrame."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from mosaic.data.photos import write_sample_photos
+
+    if any("skimage_photos" in PAIRS[p]["ood"] for p in pairs):
+        write_sample_photos("data/skimage_photos")
+    n_ood = {p: ood_size(p) for p in pairs}
+    cells = [(p, m, s) for p in pairs for s in seeds for m in methods]
+    rows = []
+    for pair, method, seed in tqdm(cells, desc="quality benchmark"):
+        cfg = run_config(pair, method, seed, steps, runs_root, n_ood=n_ood[pair], **overrides)
+        m = run_one(cfg)
+        rows.append({"pair": pair, "method": method, "seed": seed, "student_acc": m["student_acc"],
+                     "student_acc_valsel": m.get("student_acc_valsel"), "valsel_step": m.get("valsel_step"),
+                     "teacher_acc": m["teacher_acc"], "agreement": m["agreement"], "wall_s": m["wall_s"],
+                     "steps": cfg.steps, "kd_steps": cfg.kd_steps, "batch_size": cfg.batch_size,
+                     "n_ood": m.get("n_ood"), "params": json.dumps(cfg.to_dict(), sort_keys=True)})
+    return pd.DataFrame(rows)
+
+
+def summarize(runs):
+    """Mean ± std per (row, pair) with a teacher row; and per-pair target checks."""
+    import pandas as pd
+
+    def fmt(s):
+        return f"{s.mean():.2f} ± {s.std(ddof=1):.2f}" if len(s) > 1 else f"{s.mean():.2f}"
+
+    table = runs.groupby(["method", "pair"])["student_acc"].apply(fmt).unstack("pair")
+    table.loc["teacher"] = runs.groupby("pair")["teacher_acc"].first().map(lambda v: f"{v:.2f}")
+    table = table.reindex([r for r in ROW_ORDER if r in table.index])[list(dict.fromkeys(runs["pair"]))]
+    means = runs.groupby(["pair", "method"])["student_acc"].mean().unstack("method")
+    checks = pd.DataFrame(index=means.index)
+    if {"kd_ood", "kd_indomain", "mosaickd"} <= set(means.columns):
+        checks["gap_closed_%"] = 100 * (means["mosaickd"] - means["kd_ood"]) / (means["kd_indomain"] - means["kd_ood"])
+        checks["of_kd_indomain_%"] = 100 * means["mosaickd"] / means["kd_indomain"]
+    if {"datafree", "mosaickd"} <= set(means.columns):
+        checks["minus_datafree"] = means["mosaickd"] - means["datafree"]
+    return table, checks.round(1)
+
+
+def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md", csv: bool = True) -> str:
+    """CSV, markdown table, figure; and the README section between the quality-table markers."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if csv:
+        runs.to_csv(out / "quality_runs.csv", index=False)
+    table, checks = summarize(runs)
+    seeds = runs.groupby(["pair", "method"])["seed"].nunique().min()
+    budget = runs.iloc[0]
+    md = (f"Test top-1 (%) of the final student, mean ± std over {seeds} seed(s); "
+          f"{budget.steps} steps x {budget.kd_steps} student updates, batch {budget.batch_size}; "
+          f"`python -m mosaic.bench quality` (per-run parameters in benchmarks/quality_runs.csv).\n\n"
+          + table.to_markdown() + "\n\nTargets (mosaickd vs the others, on the means):\n\n" + checks.to_markdown() + "\n")
+    (out / "quality_table.md").write_text(md)
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    order = [m for m in METHODS if m in set(runs["method"])]
+    sns.barplot(data=runs, x="pair", y="student_acc", hue="method", hue_order=order, errorbar="sd", ax=ax)
+    ax.set_ylabel("student test acc (%)")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(out / "quality.png", dpi=120)
+    plt.close(fig)
+    if readme and Path(readme).exists():
+        text = Path(readme).read_text()
+        block = f"<!-- quality-table:start -->\n{md}<!-- quality-table:end -->"
+        pattern = re.compile(r"<!-- quality-table:start -->.*?<!-- quality-table:end -->", re.S)
+        if pattern.search(text):
+            Path(readme).write_text(pattern.sub(lambda _: block, text))
+    return md
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mosaic.bench quality", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="one pair, one seed, 4 steps, results to --out (smoke test)")
+    p.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--out", default="benchmarks")
+    p.add_argument("--runs", default="runs/bench")
+    p.add_argument("--table-only", action="store_true", help="rebuild outputs from OUT/quality_runs.csv")
+    a = p.parse_args(argv)
+    if a.table_only:
+        import pandas as pd
+        print(write_outputs(pd.read_csv(Path(a.out) / "quality_runs.csv"), a.out, csv=False))
+        return 0
+    overrides = {}
+    if a.quick:
+        a.pairs, a.seeds, a.steps = a.pairs[:1], a.seeds[:1], 4
+        overrides = dict(teacher_epochs=1, batch_size=32, kd_steps=2)
+    runs = run_all(a.pairs, a.methods, a.seeds, a.steps, a.runs, **overrides)
+    print(write_outputs(runs, a.out, readme=None if a.quick else "README.md"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

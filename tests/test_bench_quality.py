@@ -1,0 +1,64 @@
+"""The quality benchmark's bookkeeping (hand-made runs) and its --quick smoke run."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from mosaic.bench import quality
+from mosaic.config import RunConfig
+
+
+def fake_runs():
+    rows = []
+    acc = {"kd_ood": [40, 42], "kd_indomain": [80, 82], "mosaickd": [72, 74], "datafree": [70, 70]}
+    for method, values in acc.items():
+        for seed, v in enumerate(values):
+            rows.append({"pair": "a<-b", "method": method, "seed": seed, "student_acc": v, "teacher_acc": 90.0,
+                         "steps": 10, "kd_steps": 5, "batch_size": 8})
+    return pd.DataFrame(rows)
+
+
+def test_summary_mean_std_and_targets_against_hand_computation():
+    table, checks = quality.summarize(fake_runs())
+    assert table.loc["kd_ood", "a<-b"] == "41.00 ± 1.41"
+    assert table.loc["teacher", "a<-b"] == "90.00"
+    assert list(table.index) == ["teacher", "kd_indomain", "kd_ood", "datafree", "mosaickd"]
+    # (73 - 41) / (81 - 41) = 80 %, 73 / 81 = 90.1 %, 73 - 70 = 3
+    assert checks.loc["a<-b", "gap_closed_%"] == 80.0
+    assert checks.loc["a<-b", "of_kd_indomain_%"] == 90.1
+    assert checks.loc["a<-b", "minus_datafree"] == 3.0
+
+
+def test_readme_section_is_replaced_between_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- quality-table:start -->\nold\n<!-- quality-table:end -->\noutro\n")
+    quality.write_outputs(fake_runs(), tmp_path / "out", readme=readme)
+    text = readme.read_text()
+    assert "old" not in text and "41.00 ± 1.41" in text and text.startswith("intro") and text.endswith("outro\n")
+    assert (tmp_path / "out" / "quality_runs.csv").exists() and (tmp_path / "out" / "quality.png").exists()
+
+
+def test_every_cell_has_the_same_budget_and_teacher():
+    cfgs = [quality.run_config(p, m, 0, 50, "runs", n_ood=1000) for p in quality.PAIRS for m in quality.METHODS]
+    assert len({(c.steps, c.kd_steps, c.batch_size) for c in cfgs}) == 1
+    for p in quality.PAIRS:
+        teachers = {(c.teacher, c.teacher_epochs, c.teacher_seed) for c in cfgs if c.dataset == quality.PAIRS[p]["dataset"]
+                    and c.ood == quality.PAIRS[p]["ood"]}
+        assert len(teachers) == 1
+    assert len({c.out_dir for c in cfgs}) == len(cfgs)
+    assert {c.ood_subset for c in cfgs} == {0, 500}
+
+
+@pytest.mark.slow
+def test_quick_mode_writes_a_csv_with_parameters(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mosaic.bench", "quality", "--quick", "--out", str(tmp_path / "b"),
+                           "--runs", str(tmp_path / "runs"), "--methods", "kd_ood", "mosaickd", "mosaickd†"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "b" / "quality_runs.csv")
+    assert set(runs["method"]) == {"kd_ood", "mosaickd", "mosaickd†"} and (runs["steps"] == 4).all()
+    params = [RunConfig.from_dict(json.loads(p)) for p in runs["params"]]
+    subset = next(p for p, m in zip(params, runs["method"]) if m == "mosaickd†")
+    assert subset.ood_subset > 0 and runs.loc[runs["method"] == "mosaickd†", "n_ood"].item() == subset.ood_subset

@@ -1,0 +1,172 @@
+"""The speed benchmark: its reference loop against the library step, its prototypes, its bookkeeping."""
+import copy
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mosaic import game
+from mosaic.bench import reference, speed
+from mosaic.config import RunConfig
+from mosaic.data import Batcher, ImageData
+from mosaic.data.registry import _REGISTRY
+from mosaic.models import Generator, get_classifier
+from mosaic.spec import ImageSpec
+from mosaic.teacher import freeze
+from mosaic.train import build_players
+
+SPEC = ImageSpec(1, 16, (0.5,), (0.25,), 10)
+G_TERMS = ("loss_align", "loss_balance", "loss_adv")  # depend only on x = G(z), T and S before any update
+
+
+def tiny_cfg(**kw) -> RunConfig:
+    return RunConfig(**{**dict(teacher="cnn_half", student="cnn_half", batch_size=16, kd_steps=2, z_dim=16, ngf=8,
+                               ndf=8, device="cpu"), **kw})
+
+
+def tiny_ood(n: int = 64) -> ImageData:
+    images = torch.randint(0, 256, (n, 1, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return ImageData("rand", "train", images, None, ImageSpec(1, 16, (0.5,), (0.25,)), (), hflip=False)
+
+
+def two_paths(cfg: RunConfig):
+    """Library players and an identical copy driven by the reference loop (same init)."""
+    torch.manual_seed(0)
+    teacher = freeze(get_classifier(cfg.teacher, SPEC))
+    players = build_players(cfg, teacher, "cpu")
+    loop = reference.ReferenceLoop(copy.deepcopy(players), reference.ood_loader(tiny_ood(), cfg.batch_size), cfg, "cpu")
+    batcher = Batcher(tiny_ood(), cfg.batch_size, seed=1, augment=True)
+    return players, game.Streams(ood=lambda: next(batcher)[0]), loop
+
+
+def test_reference_loop_and_library_step_give_the_same_losses_from_the_same_init():
+    cfg = tiny_cfg()
+    players, streams, loop = two_paths(cfg)
+    torch.manual_seed(1)
+    lib = game.step(players, streams, cfg, "cpu")
+    torch.manual_seed(1)
+    ref = loop.step()
+    assert set(ref) <= set(lib) and {"loss_d", "loss_g", "loss_s", "loss_local", *G_TERMS} <= set(ref)
+    for k in G_TERMS:  # same z, same networks before their updates -> the same numbers
+        assert ref[k] == pytest.approx(lib[k], rel=1e-5, abs=1e-6), k
+    for k in ("loss_d", "loss_local", "loss_g", "loss_s"):  # other real batches, then updates: same magnitude
+        assert abs(ref[k] - lib[k]) <= 0.5 * max(abs(ref[k]), abs(lib[k])) + 0.05, (k, ref[k], lib[k])
+
+
+def test_reference_teacher_gets_gradients_like_the_original_and_the_library_teacher_does_not():
+    cfg = tiny_cfg()
+    players, streams, loop = two_paths(cfg)
+    game.step(players, streams, cfg, "cpu")
+    loop.step()
+    assert all(p.grad is None and not p.requires_grad for p in players.teacher.parameters())
+    assert all(p.grad is not None for p in loop.teacher.parameters())
+    assert not loop.teacher.training  # eval mode, like the original
+
+
+def test_reference_batches_are_pil_transformed_images_in_unit_range():
+    data = tiny_ood(32)
+    x = next(iter(reference.ood_loader(data, 8)))
+    assert x.shape == (8, 1, 16, 16) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    pad = max(1, 16 // 8)  # the Batcher's padding rule
+    assert reference.ood_transform(data).transforms[0].padding == pad
+
+
+def test_folded_generator_is_the_same_function_with_the_same_parameters():
+    torch.manual_seed(0)
+    g = Generator(SPEC, z_dim=16, ngf=8)
+    folded = copy.deepcopy(g)
+    params = {id(p) for p in folded.parameters()}
+    assert speed.fold_upsample_conv(folded) == 2
+    assert {id(p) for p in folded.parameters()} == params  # the optimiser keeps updating the same tensors
+    z = torch.randn(8, 16)
+    y, y_folded = g(z), folded(z)
+    assert torch.allclose(y, y_folded, atol=1e-5)
+    y.square().sum().backward()
+    y_folded.square().sum().backward()
+    for (name, p), q in zip(g.named_parameters(), folded.parameters()):
+        assert torch.allclose(p.grad, q.grad, rtol=1e-4, atol=1e-5), name
+
+
+def test_upsample_conv_equals_upsample_then_conv_on_odd_sizes_with_bias():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1)
+    x = torch.randn(2, 3, 5, 7)
+    expected = conv(torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+    assert torch.allclose(speed.UpsampleConv(conv)(x), expected, atol=1e-5)
+    with pytest.raises(ValueError):
+        speed.UpsampleConv(torch.nn.Conv2d(3, 5, 5, padding=2))
+
+
+def test_variant_names_parse_in_canonical_order_with_their_parents():
+    v = speed.parse_variant("library+cl+bf16")
+    assert v.name == "library+bf16+cl" and v.precision == "bf16"
+    assert {p.name for p in v.parents()} == {"library+bf16", "library+cl"}
+    assert speed.parse_variant("library").parents() == [speed.Variant("reference")]
+    w = speed.parse_variant("reference+w2")
+    assert w.loader_workers == 2 and w.name == "reference+w2" and w.parents() == [speed.Variant("reference")]
+    for bad in ("library+avx", "reference+bf16", "library+bf16+fp16", "plain", "library+compile+gcompile"):
+        with pytest.raises(ValueError):
+            speed.parse_variant(bad)
+
+
+def test_summary_ratios_are_same_round_medians_and_helps_needs_five_percent():
+    m = speed.Measurement
+    ms = [m(speed.parse_variant("reference"), [2.0, 4.0, 2.0]),
+          m(speed.parse_variant("library"), [1.0, 2.0, 1.0]),  # ratio 2 every round
+          m(speed.parse_variant("library+bf16"), [0.98, 1.96, 0.98]),  # ratio 2.04: < 5 % over its parent
+          m(speed.parse_variant("library+cl"), [0.5, 1.0, 0.5])]  # ratio 4
+    rows = {r["variant"]: r for r in speed.summarize(ms, steps=4, warmup=1)}
+    assert rows["reference"]["ratio"] == 1.0 and rows["reference"]["helps"] == ""
+    assert rows["library"]["ratio"] == 2.0 and rows["library"]["helps"] == "yes"
+    assert rows["library"]["steps_per_s"] == 4.0 and rows["library"]["steps_per_s_min"] == 2.0
+    assert rows["library+bf16"]["ratio"] == pytest.approx(2 / 0.98) and rows["library+bf16"]["helps"] == "no"
+    assert rows["library+cl"]["ratio"] == 4.0 and rows["library+cl"]["helps"] == "yes"
+
+
+def test_phase_clock_times_a_step_without_changing_its_numbers():
+    cfg = tiny_cfg()
+    players, streams, _ = two_paths(cfg)
+    twin, twin_batcher = copy.deepcopy(players), Batcher(tiny_ood(), cfg.batch_size, seed=1, augment=True)
+    clock, clocked = speed.PhaseClock("cpu"), []
+    clock.attach(players, streams)
+    torch.manual_seed(2)
+    clock.run(lambda: clocked.append(game.step(players, streams, cfg, "cpu")), 1)
+    torch.manual_seed(2)
+    plain = game.step(twin, game.Streams(ood=lambda: next(twin_batcher)[0]), cfg, "cpu")
+    assert clocked[0] == plain
+    ms = clock.per_step_ms()
+    assert set(ms) == {"data", "D", "G", "S_synth", "S", "other"} and clock.steps == 1
+    assert all(v >= 0 for v in ms.values()) and all(ms[k] > 0 for k in ("data", "D", "G", "S_synth", "S"))
+
+
+def test_cifar100_spec_is_the_registry_one():
+    assert speed.CIFAR100_SPEC == _REGISTRY["cifar100"].spec
+
+
+@pytest.mark.slow
+def test_quick_command_writes_a_csv_and_a_table(tmp_path):
+    cmd = [sys.executable, "-m", "mosaic.bench", "speed", "--quick", "--device", "cpu", "--threads", "1",
+           "--batch-size", "16", "--kd-steps", "2", "--ngf", "8", "--ndf", "8",
+           "--variants", "reference,library,library+bf16+cl", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(tmp_path / "speed_default_quick_cpu.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == speed.CSV_COLUMNS
+    assert [r["variant"] for r in rows] == ["reference", "library", "library+bf16+cl"]
+    assert all(float(r["steps_per_s"]) > 0 and float(r["peak_mem_mb"]) > 100 for r in rows)
+    assert float(rows[0]["ratio"]) == 1.0 and rows[0]["batch_size"] == "16"
+    assert "| library+bf16+cl |" in (tmp_path / "speed_default_quick_cpu.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["library", "reference"])
+def test_train_and_evaluate_returns_a_test_accuracy_for_either_path(tmp_path, path):
+    cfg = RunConfig(dataset="digits", ood="mnist5k", teacher="cnn_half", student="cnn_half", teacher_epochs=15,
+                    teacher_dir=str(tmp_path / "teachers"), kd_steps=2, batch_size=32, z_dim=16, ngf=8, ndf=8,
+                    patch_size=4, device="cpu")
+    out = speed.train_and_evaluate(path, cfg, steps=3, seed=0)
+    assert out["path"] == path and out["steps"] == 3 and 0 <= out["student_acc"] <= 100
+    assert out["steps_per_s"] > 0 and "loss_s" in out
