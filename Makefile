@@ -29,8 +29,12 @@ demo: data
 	$(BIN)/papermill notebooks/02_train.ipynb $(OUT)/02_train.ipynb -p out_dir $(OUT) --cwd . --log-output
 	@$(BIN)/python -c "import json; m = json.load(open('$(OUT)/metrics.json')); print({k: m[k] for k in ('method', 'dataset', 'ood', 'steps', 'student_acc', 'teacher_acc', 'agreement', 'wall_s')})"
 
+# unit tests, then the notebook regression: nbval re-executes every notebook and compares the cells marked
+# `# NBVAL_CHECK_OUTPUT` with their stored outputs (notebooks/README.md)
 test: data
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env --nbval-cell-timeout=3000 \
+		--nbval-sanitize-with notebooks/sanitize.cfg notebooks/
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -1,0 +1,372 @@
+"""Grids of runs: expand a spec into configs, run only what is missing, gather metrics.json into a table.
+
+A grid spec maps a row name to the RunConfig fields that differ from a base config, optionally
+grouped one level deeper (``{group: {name: overrides}}``). ``expand`` crosses it with seeds:
+
+    runs = expand({"full": {}, "w_local=0": {"w_local": 0.0}}, base={"steps": 100}, seeds=[0, 1])
+
+Run folders are named by the config, not by the row: ``{out_root}/{label}/seed{seed}`` where
+``label`` lists the result-changing fields that differ from RunConfig's defaults (``default`` when
+none do; long labels end in a hash). Two rows with the same config share one run, and changing a
+parameter (say ``steps``) sends the grid to new folders without touching the old ones.
+
+A run is *done* when its folder holds a ``metrics.json`` whose config equals the run's, up to the
+fields that cannot change results (``mosaic.train.RESUMABLE_CHANGES``: out_dir, device, eval_every,
+...). ``run_grid`` skips done runs, resumes interrupted ones from their ``checkpoint.pt`` and raises
+``StaleRunError`` for a folder written with another config. Runs go through the library
+(``mosaic.train.train``) or, with ``backend="papermill"``, through ``notebooks/02_train.ipynb``
+(an executed copy is kept in each run folder). ``collect`` turns the runs' metrics.json files into
+one pandas row per (row, seed); ``summarize`` gives mean, std and n per row.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from mosaic.config import RunConfig
+from mosaic.train import RESUMABLE_CHANGES
+
+NEUTRAL_FIELDS = frozenset(RESUMABLE_CHANGES)  # RunConfig fields that never change a run's final numbers
+MAX_LABEL = 80  # longer folder labels are cut and end in a hash
+METRIC_COLUMNS = ("student_acc", "student_acc_valsel", "agreement", "teacher_acc", "wall_s")
+
+Grid = Mapping[str, Mapping[str, Any]]  # name -> overrides, or group -> name -> overrides
+
+
+class StaleRunError(RuntimeError):
+    """A run folder holds results of a different config than the one asked for."""
+
+
+@dataclass(frozen=True)
+class GridRun:
+    name: str  # the row this run belongs to (several rows may share one run folder)
+    group: str  # the row's group ("" for a flat grid)
+    seed: int
+    config: RunConfig  # the full config, out_dir set to the run folder
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.config.out_dir)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.out_dir / "metrics.json"
+
+
+# ----------------------------------------------------------------------------- expansion
+
+def _defaults() -> dict[str, Any]:
+    return RunConfig().to_dict()
+
+
+def _canonical(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Fields that can change results, with numbers typed like RunConfig's defaults (0 and 0.0 agree)."""
+    defaults = _defaults()
+    out = {}
+    for k, v in cfg.items():
+        if k in NEUTRAL_FIELDS:
+            continue
+        if isinstance(defaults.get(k), float) and isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = float(v)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[k] = v
+    return out
+
+
+def run_label(cfg: RunConfig) -> str:
+    """Folder label of a config: its result-changing non-default fields, e.g. ``steps=100,w_local=0.0``."""
+    defaults = _canonical(_defaults())
+    diff = {k: v for k, v in _canonical(cfg.to_dict()).items() if k != "seed" and v != defaults[k]}
+    if not diff:
+        return "default"
+    text = ",".join(f"{k}={v}" for k, v in sorted(diff.items()))
+    label = re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", text).strip("_")
+    if len(label) > MAX_LABEL or label != text:  # cut, or characters replaced: a hash keeps it unique
+        digest = hashlib.sha1(json.dumps(diff, sort_keys=True).encode()).hexdigest()[:8]
+        label = f"{label[:MAX_LABEL - 9]}-{digest}"
+    return label
+
+
+def _flatten(grid: Grid) -> list[tuple[str, str, dict[str, Any]]]:
+    """(group, name, overrides) rows of a flat or grouped grid, in order."""
+    rows = []
+    for key, value in grid.items():
+        if not isinstance(value, Mapping):
+            raise TypeError(f"grid entry {key!r} must map to a dict of RunConfig overrides, got {value!r}")
+        if value and all(isinstance(v, Mapping) for v in value.values()):
+            rows += [(key, name, dict(overrides)) for name, overrides in value.items()]
+        else:
+            rows.append(("", key, dict(value)))
+    names = [name for _, name, _ in rows]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"grid row names must be unique; repeated: {duplicates}")
+    return rows
+
+
+def expand(grid: Grid, base: RunConfig | Mapping[str, Any] | None = None, seeds: Iterable[int] = (0,),
+           out_root: str | Path = "runs/grid") -> list[GridRun]:
+    """One GridRun per (row, seed), row-major. ``base`` holds the fields every row shares.
+
+    Rows may not set ``seed`` or ``out_dir`` (they come from ``seeds`` and ``out_root``); unknown
+    fields and invalid values fail here, naming the row.
+    """
+    base_dict = base.to_dict() if isinstance(base, RunConfig) else dict(base or {})
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("expand needs at least one seed")
+    runs = []
+    for group, name, overrides in _flatten(grid):
+        reserved = sorted({"seed", "out_dir"} & set(overrides))
+        if reserved:
+            raise ValueError(f"grid row {name!r} sets {reserved}: use expand's seeds / out_root instead")
+        for seed in seeds:
+            try:
+                cfg = RunConfig.from_dict({**base_dict, **overrides, "seed": seed})
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"grid row {name!r}: {err}") from err
+            cfg = cfg.replace(out_dir=str(Path(out_root) / run_label(cfg) / f"seed{seed}"))
+            runs.append(GridRun(name, group, seed, cfg))
+    return runs
+
+
+def unique_runs(runs: Sequence[GridRun]) -> list[GridRun]:
+    """The first GridRun of each run folder (rows with equal configs share a folder)."""
+    seen: dict[Path, GridRun] = {}
+    for r in runs:
+        seen.setdefault(r.out_dir, r)
+    return list(seen.values())
+
+
+# ----------------------------------------------------------------------------- is it done?
+
+def same_config(saved: Mapping[str, Any], cfg: RunConfig) -> bool:
+    """True when a saved config dict gives the same results as ``cfg`` (missing fields take defaults)."""
+    try:
+        saved_cfg = RunConfig.from_dict(dict(saved))
+    except (TypeError, ValueError):
+        return False  # written by a RunConfig with fields we no longer know
+    return _canonical(saved_cfg.to_dict()) == _canonical(cfg.to_dict())
+
+
+def status(run: GridRun) -> str:
+    """``done`` (metrics.json of this config), ``partial`` (a checkpoint, no metrics) or ``todo``.
+
+    Raises StaleRunError when the folder's metrics.json comes from another config.
+    """
+    if run.metrics_path.exists():
+        saved = json.loads(run.metrics_path.read_text()).get("config", {})
+        if not same_config(saved, run.config):
+            was, now = _canonical({**_defaults(), **saved}), _canonical(run.config.to_dict())
+            diff = {k: (was.get(k), now.get(k)) for k in {**was, **now} if was.get(k) != now.get(k)}
+            raise StaleRunError(f"{run.metrics_path} was written with other parameters {diff} (saved, asked); "
+                                "delete that folder or use another out_root")
+        return "done"
+    return "partial" if (run.out_dir / "checkpoint.pt").exists() else "todo"
+
+
+# ----------------------------------------------------------------------------- running
+
+def _train_api(cfg: RunConfig) -> None:
+    from mosaic.train import train
+
+    train(cfg, progress=False)
+
+
+def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[str, Any] | None = None,
+                 cwd: str | Path = ".", kernel: str = "python3") -> None:
+    """Execute a notebook with papermill, then drop execution-timing metadata from the result.
+
+    ``output`` may be ``notebook`` itself (execute in place, e.g. to store reference outputs).
+    """
+    import papermill as pm
+
+    pm.execute_notebook(str(notebook), str(output), parameters=dict(parameters or {}), cwd=str(cwd),
+                        kernel_name=kernel, progress_bar=False)
+    strip_execution_metadata(output)
+
+
+def strip_execution_metadata(path: str | Path) -> None:
+    """Remove per-cell timings/status, papermill's and the widgets' notebook metadata, empty injected cells."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    nb.metadata.pop("papermill", None)
+    nb.metadata.pop("widgets", None)  # progress-bar state: timings, not results
+    cells = []
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        tags = cell.metadata.get("tags", [])
+        code = [line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")]
+        if "injected-parameters" in tags and not code:
+            continue  # an injected cell that sets nothing
+        if not tags:
+            cell.metadata.pop("tags", None)
+        cells.append(cell)
+    nb.cells = cells
+    nbformat.write(nb, str(path))
+
+
+def _train_papermill(notebook: str | Path) -> Callable[[RunConfig], None]:
+    def train_one(cfg: RunConfig) -> None:
+        params = cfg.to_dict()  # every field: the notebook's own defaults never decide
+        Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+        run_notebook(notebook, Path(cfg.out_dir) / Path(notebook).name, params, cwd=Path.cwd())
+
+    return train_one
+
+
+def run_grid(runs: Sequence[GridRun], backend: str = "api", notebook: str | Path = "notebooks/02_train.ipynb",
+             keep_going: bool = False, log: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
+    """Run every run folder that is not done, one after the other; returns one status row per folder.
+
+    backend: ``api`` (mosaic.train.train in this process) or ``papermill`` (``notebook`` per run).
+    keep_going: record a failing run and continue (the error is raised at the end); else stop at once.
+    """
+    if backend not in ("api", "papermill"):
+        raise ValueError(f"backend must be 'api' or 'papermill', got {backend!r}")
+    train_one = _train_api if backend == "api" else _train_papermill(notebook)
+    folders = unique_runs(runs)
+    rows, errors = [], []
+    for i, run in enumerate(folders, 1):
+        before = status(run)
+        row = {"run": str(run.out_dir), "before": before, "status": "skipped", "seconds": 0.0}
+        if before != "done":
+            t0 = time.perf_counter()
+            try:
+                train_one(run.config)
+                row["status"] = "resumed" if before == "partial" else "ran"
+            except Exception as err:  # noqa: BLE001 - reported with the run's folder, re-raised below
+                row["status"] = f"failed: {type(err).__name__}: {err}"
+                errors.append((run, err))
+                if not keep_going:
+                    raise
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+        if log:
+            log(f"[{i}/{len(folders)}] {run.out_dir}: {row['status']} ({row['seconds']:.0f} s)")
+        rows.append(row)
+    if errors:
+        run, err = errors[0]
+        raise RuntimeError(f"{len(errors)} of {len(folders)} runs failed; first: {run.out_dir}") from err
+    return rows
+
+
+# ----------------------------------------------------------------------------- tables
+
+def read_metrics(path: str | Path) -> dict[str, Any]:
+    """A metrics.json as one flat row: its scalar metrics, then every config field not already there."""
+    m = json.loads(Path(path).read_text())
+    row = {k: v for k, v in m.items() if not isinstance(v, (dict, list))}
+    for k, v in m.get("config", {}).items():
+        row.setdefault(k, tuple(v) if isinstance(v, list) else v)
+    row["out_dir"] = str(Path(path).parent)
+    return row
+
+
+def load_metrics(root: str | Path) -> "pd.DataFrame":  # noqa: F821
+    """Every metrics.json under ``root`` (recursively) as one row each, sorted by folder."""
+    import pandas as pd
+
+    paths = sorted(Path(root).rglob("metrics.json"))
+    return pd.DataFrame([read_metrics(p) for p in paths])
+
+
+def collect(runs: Sequence[GridRun]) -> "pd.DataFrame":  # noqa: F821
+    """One row per (row name, seed): group, name, seed, the run's metrics and config fields.
+
+    Runs without a metrics.json of their config get NaN metrics and ``done=False``.
+    """
+    import pandas as pd
+
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {"group": run.group, "name": run.name, "seed": run.seed}
+        done = status(run) == "done"
+        row["done"] = done
+        if done:
+            row.update({k: v for k, v in read_metrics(run.metrics_path).items() if k not in row})
+        else:
+            row.update({k: math.nan for k in METRIC_COLUMNS})
+            row.update({k: v for k, v in run.config.to_dict().items() if k not in row})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(table: "pd.DataFrame", value: str = "student_acc", by: Sequence[str] = ("group", "name"),
+              reference: str | None = None, also: Sequence[str] = ()) -> "pd.DataFrame":  # noqa: F821
+    """Mean, std (over seeds; NaN for one seed) and n of ``value`` per row, in row order.
+
+    ``reference``: a row name; adds ``vs_<reference>``, each row's mean minus that row's.
+    ``also``: more columns whose mean per row is added under their own name.
+    """
+    by = [c for c in by if c in table.columns]
+    done = table[table["done"].astype(bool)] if "done" in table.columns else table
+    groups = done.groupby(by, sort=False)
+    out = groups[value].agg(["mean", "std", "count"]).rename(columns={"count": "n"})
+    for column in also:
+        out[column] = groups[column].mean()
+    out = out.reset_index()
+    if reference is not None:
+        ref = out.loc[out["name"] == reference, "mean"]
+        if ref.empty:
+            raise ValueError(f"reference row {reference!r} has no finished run")
+        out["vs_" + reference] = out["mean"] - float(ref.iloc[0])
+    return out
+
+
+# ----------------------------------------------------------------------------- the ablation grid
+
+def ablation_grid(groups: Sequence[str] = ("reference", "loss", "discriminator", "ood"),
+                  patch_sizes: Sequence[int] = (4, 10, 18),
+                  ood_sources: Mapping[str, str] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """The paper's ablations as a grouped grid spec, each row a change to the full method.
+
+    reference: the full method and plain KD on the OOD images; loss: each generator term removed;
+    discriminator: none, one full-image logit, patch discriminators of ``patch_sizes`` pixels;
+    ood: other OOD sources (name -> dataset name or folder:PATH; the base config's ood is the full
+    method's row).
+    """
+    known = ("reference", "loss", "discriminator", "ood")
+    unknown = sorted(set(groups) - set(known))
+    if unknown:
+        raise ValueError(f"unknown ablation group(s) {unknown}; choose from {known}")
+    spec: dict[str, dict[str, dict[str, Any]]] = {
+        "reference": {"MosaicKD": {}, "KD on OOD": {"method": "kd_ood"}},
+        "loss": {f"{w}=0": {w: 0.0} for w in ("w_local", "w_align", "w_balance", "w_adv")},
+        "discriminator": {"no D": {"discriminator": "none"}, "full-image D": {"discriminator": "full"},
+                          **{f"patch {p}": {"discriminator": "patch", "patch_size": int(p)} for p in patch_sizes}},
+        "ood": {f"OOD {name}": {"ood": source} for name, source in (ood_sources or {}).items()},
+    }
+    return {g: spec[g] for g in groups if spec[g]}
+
+
+def _store_main(argv: Sequence[str] | None = None) -> None:
+    """``python -m mosaic.grid NOTEBOOK...``: execute notebooks in place (stored reference outputs)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m mosaic.grid",
+                                description="Execute notebooks in place with papermill and strip timing metadata, "
+                                            "so that their outputs serve as the nbval reference.")
+    p.add_argument("notebooks", nargs="+")
+    p.add_argument("--cwd", default=".", help="working directory of the kernel (default: .)")
+    args = p.parse_args(argv)
+    for nb in args.notebooks:
+        t0 = time.perf_counter()
+        run_notebook(nb, nb, cwd=args.cwd)
+        print(f"{nb}: executed in {time.perf_counter() - t0:.0f} s")
+
+
+__all__ = ["GridRun", "StaleRunError", "expand", "unique_runs", "run_label", "same_config", "status", "run_grid",
+           "run_notebook", "strip_execution_metadata", "read_metrics", "load_metrics", "collect", "summarize",
+           "ablation_grid", "NEUTRAL_FIELDS"]
+
+if __name__ == "__main__":
+    _store_main()

@@ -1,0 +1,141 @@
+"""Every notebook: one documented `parameters` cell, stored reference outputs fit for nbval, and a papermill run
+with overridden (tiny) parameters. 01 and 02 run in test_notebooks_run.py; 03, 04 and 05 run here."""
+import ast
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+PARAM_LINE = re.compile(r"^(?P<name>\w+): (?P<type>[\w\[\], ]+) = (?P<value>.+?)  # (?P<comment>\S.*)$")
+# absolute paths that must never be stored in a notebook's outputs
+MACHINE_PATHS = re.compile(r"(?:/home/|/Users/|/tmp/|/private/var/|[A-Z]:\\\\)" + "|" + re.escape(str(ROOT)))
+
+
+def read(nb: Path) -> nbformat.NotebookNode:
+    return nbformat.read(str(nb), as_version=4)
+
+
+def parameters_cells(nb: Path) -> list:
+    return [c for c in read(nb).cells if "parameters" in c.metadata.get("tags", [])]
+
+
+def parameters(nb: Path) -> dict[str, str]:
+    """name -> trailing comment of every line of the notebook's parameters cell."""
+    (cell,) = parameters_cells(nb)
+    return {m["name"]: m["comment"] for m in map(PARAM_LINE.match, cell.source.splitlines()) if m}
+
+
+def test_the_notebooks_are_there():
+    assert [nb.name[:2] for nb in NOTEBOOKS][:2] == ["01", "02"]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_one_parameters_cell_of_annotated_literals_with_comments(nb):
+    cells = parameters_cells(nb)
+    assert len(cells) == 1, f"{nb.name} has {len(cells)} cells tagged 'parameters'; papermill needs exactly one"
+    for line in cells[0].source.splitlines():
+        if not line.strip():
+            continue
+        m = PARAM_LINE.match(line)
+        assert m, f"{nb.name}: not `name: type = literal  # comment`: {line!r}"
+        ast.literal_eval(m["value"])  # a literal, so papermill can override it
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_help_notebook_lists_every_parameter_with_its_comment(nb):
+    proc = subprocess.run([sys.executable, "-m", "papermill", "--help-notebook", str(nb)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = " ".join(proc.stdout.split())
+    params = parameters(nb)
+    assert params, f"{nb.name}: no parameters"
+    for name, comment in params.items():
+        assert f" {name}: " in text, f"papermill --help-notebook does not list {name!r} of {nb.name}"
+        assert " ".join(comment.split()) in text, f"papermill --help-notebook drops the comment of {name!r} ({nb.name})"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stored_outputs_are_a_clean_reference(nb):
+    """Executed (the nbval reference), no execution timings or papermill metadata, no machine paths."""
+    book = read(nb)
+    assert "papermill" not in book.metadata, f"{nb.name}: strip it (python -m mosaic.grid {nb.relative_to(ROOT)})"
+    for i, cell in enumerate(book.cells):
+        if cell.cell_type != "code":
+            continue
+        where = f"{nb.name} cell {i} ({cell.source.splitlines()[0][:60]!r})"
+        assert cell.execution_count is not None, f"{where} has no stored output: execute the notebook in place"
+        assert not {"execution", "papermill"} & set(cell.metadata), f"{where} keeps execution timings"
+        assert "injected-parameters" not in cell.metadata.get("tags", []), f"{where}: papermill's injected cell"
+        text = json.dumps(cell.outputs)
+        hit = MACHINE_PATHS.search(text)
+        assert hit is None, f"{where} stores a machine path: ...{text[max(0, hit.start() - 60): hit.end() + 40]}..."
+
+
+# ----------------------------------------------------------------------------- papermill runs with tiny parameters
+
+def papermill(nb: Path, out: Path, params: dict, cwd: Path) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "papermill", str(nb), str(out), "--cwd", str(cwd), "-k", "python3",
+            "--no-progress-bar"]
+    for k, v in params.items():
+        args += ["-y", json.dumps({k: v})] if isinstance(v, (list, dict)) else ["-p", k, str(v)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+
+
+def notebook(prefix: str) -> Path:
+    found = sorted((ROOT / "notebooks").glob(f"{prefix}_*.ipynb"))
+    if not found:
+        pytest.skip(f"notebooks/{prefix}_*.ipynb does not exist yet")
+    return found[0]
+
+
+def run_tiny(prefix: str, tiny: dict, tmp_path: Path) -> Path:
+    """Run notebook ``prefix`` with ``tiny`` overrides; every override must be one of its parameters."""
+    nb = notebook(prefix)
+    unknown = sorted(set(tiny) - set(parameters(nb)))
+    assert not unknown, f"{nb.name} has no parameter(s) {unknown}: update the tiny settings in {Path(__file__).name}"
+    out = tmp_path / nb.name
+    proc = papermill(nb, out, tiny, ROOT)  # the repository's data/ and teacher cache; outputs go to tmp_path
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_run_dir(tmp_path_factory) -> Path:
+    """One shared 2-step MosaicKD run folder for 03 and 04 (the first notebook trains it, the second reuses it)."""
+    return tmp_path_factory.mktemp("shared") / "run"
+
+
+@pytest.mark.slow
+def test_03_runs_with_tiny_settings(tmp_path, tiny_run_dir):
+    tiny = dict(run_dir=tiny_run_dir, run_steps=2, n_images=24, sweep_patches=[4, 10], rf_patch_sizes=[4, 10],
+                n_maps=2)
+    run_tiny("03", tiny, tmp_path)
+    assert (tiny_run_dir / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_04_runs_with_tiny_settings(tmp_path, tiny_run_dir):
+    tiny = dict(run_dir=tiny_run_dir, run_steps=2, n_samples=40, per_class=2, n_attr=2, n_attr_stats=4,
+                bank_images=12, n_embed=20)
+    run_tiny("04", tiny, tmp_path)
+    assert (tiny_run_dir / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_05_runs_a_tiny_grid_and_tabulates_it(tmp_path):
+    tiny = dict(groups=["reference", "discriminator"], patch_sizes=[4], ood_sources={"digits": "digits"},
+                dataset="digits", ood="mnist5k", teacher="cnn_half", student="cnn_half", teacher_epochs=2,
+                steps=2, kd_steps=1, batch_size=16, ngf=8, ndf=8, eval_every=1, out_root=str(tmp_path / "grid"),
+                teacher_dir=str(tmp_path / "teachers"))
+    out = run_tiny("05", tiny, tmp_path)
+    # reference: MosaicKD, KD on OOD; discriminator: no D, full-image D, patch 4 -> five run folders
+    assert len(list((tmp_path / "grid").rglob("metrics.json"))) == 5
+    text = out.read_text()
+    for row in ("MosaicKD", "KD on OOD", "no D", "full-image D", "patch 4"):
+        assert row in text
