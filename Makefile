@@ -39,5 +39,9 @@ test: data
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# re-execute every notebook in place (stores the outputs that nbval compares against)
+notebooks: data
+	$(BIN)/python -m mosaic.grid notebooks/0*.ipynb
+
 clean-runs:
 	rm -rf runs
