@@ -54,15 +54,16 @@ def ood_size(pair: str, data_root: str = "data") -> int:
 
 
 def run_one(cfg: RunConfig, progress: bool = False) -> dict:
-    """metrics.json of ``cfg``: reused when present with the same parameters, else trained."""
+    """metrics.json of ``cfg``: reused when present with the same parameters (``grid.same_config``), else trained."""
+    from mosaic.grid import same_config
     from mosaic.train import train
 
     path = Path(cfg.out_dir) / "metrics.json"
     if path.exists():
         m = json.loads(path.read_text())
-        if RunConfig.from_dict(m["config"]) == cfg:
+        if same_config(m["config"], cfg):
             return m
-    return train(cfg.replace(resume=True), progress=progress).metrics
+    return train(cfg, progress=progress).metrics
 
 
 def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, **overrides):
