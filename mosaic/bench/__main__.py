@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {"speed": "mosaic.bench.speed", "quality": "mosaic.bench.quality"}  # subcommand -> module with main(argv)
+COMMANDS = {"speed": "mosaic.bench.speed", "quality": "mosaic.bench.quality", "parity": "mosaic.bench.parity"}  # subcommand -> module with main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

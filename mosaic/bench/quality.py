@@ -1,6 +1,6 @@
 """Quality benchmark: the paper's table on offline pairs, every method on the same teacher and budget.
 
-    python -m mosaic.bench quality              # full table: 3 pairs x 6 methods x 3 seeds (~1 h on 2 CPU cores)
+    python -m mosaic.bench quality --jobs 2 --threads 1   # full table: 3 pairs x 6 methods x 3 seeds
     python -m mosaic.bench quality --quick      # 1 pair, 1 seed, a few steps: a smoke test (minutes)
     python -m mosaic.bench quality --table-only # rebuild table, figure and README section from the CSV
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import time
 from pathlib import Path
 
 from mosaic.config import RunConfig
@@ -66,26 +67,54 @@ def run_one(cfg: RunConfig, progress: bool = False) -> dict:
     return train(cfg, progress=progress).metrics
 
 
-def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, **overrides):
-    """Every (pair, method, seed) cell; returns the per-run rows as a DataFrame."""
+def _init_worker(threads: int) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int = 1, threads: int = 0, **overrides):
+    """Every (pair, method, seed) cell; returns the per-run rows as a DataFrame.
+
+    ``jobs`` > 1 trains that many cells at once in worker processes (``threads`` torch threads each;
+    on a 2-core CPU, 2 jobs x 1 thread beat 1 job x 2 threads). Teachers are trained first, once.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from mosaic.config import resolve_device
     from mosaic.data.photos import write_sample_photos
+    from mosaic.train import build_teacher
 
     if any("skimage_photos" in PAIRS[p]["ood"] for p in pairs):
         write_sample_photos("data/skimage_photos")
+    _init_worker(threads)
     n_ood = {p: ood_size(p) for p in pairs}
     cells = [(p, m, s) for p in pairs for s in seeds for m in methods]
+    cfgs = [run_config(p, m, s, steps, runs_root, n_ood=n_ood[p], **overrides) for p, m, s in cells]
+    for p in pairs:  # the teacher cache is filled here, not by racing workers
+        first = next(c for (q, _, _), c in zip(cells, cfgs) if q == p)
+        build_teacher(first, resolve_device(first.device), progress=False)
+    if jobs > 1:
+        pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                   initargs=(threads,))
+        results = pool.map(run_one, cfgs)
+    else:
+        pool, results = None, map(run_one, cfgs)
     rows = []
-    for pair, method, seed in tqdm(cells, desc="quality benchmark"):
-        cfg = run_config(pair, method, seed, steps, runs_root, n_ood=n_ood[pair], **overrides)
-        m = run_one(cfg)
+    for (pair, method, seed), cfg, m in tqdm(zip(cells, cfgs, results), total=len(cells), desc="quality benchmark"):
         rows.append({"pair": pair, "method": method, "seed": seed, "student_acc": m["student_acc"],
                      "student_acc_valsel": m.get("student_acc_valsel"), "valsel_step": m.get("valsel_step"),
                      "teacher_acc": m["teacher_acc"], "agreement": m["agreement"], "wall_s": m["wall_s"],
                      "steps": cfg.steps, "kd_steps": cfg.kd_steps, "batch_size": cfg.batch_size,
+                     "precision": cfg.precision, "channels_last": cfg.channels_last,
                      "n_ood": m.get("n_ood"), "params": json.dumps(cfg.to_dict(), sort_keys=True)})
+    if pool is not None:
+        pool.shutdown()
     return pd.DataFrame(rows)
 
 
@@ -124,7 +153,8 @@ def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md"
     seeds = runs.groupby(["pair", "method"])["seed"].nunique().min()
     budget = runs.iloc[0]
     md = (f"Test top-1 (%) of the final student, mean ± std over {seeds} seed(s); "
-          f"{budget.steps} steps x {budget.kd_steps} student updates, batch {budget.batch_size}; "
+          f"{budget.steps} steps x {budget.kd_steps} student updates, batch {budget.batch_size}, "
+          f"{budget.get('precision', 'fp32')}{' channels_last' if budget.get('channels_last', False) else ''}; "
           f"`python -m mosaic.bench quality` (per-run parameters in benchmarks/quality_runs.csv).\n\n"
           + table.to_markdown() + "\n\nTargets (mosaickd vs the others, on the means):\n\n" + checks.to_markdown() + "\n")
     (out / "quality_table.md").write_text(md)
@@ -154,17 +184,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--out", default="benchmarks")
     p.add_argument("--runs", default="runs/bench")
+    p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
+                   help="bf16 autocast + channels_last, the library's fast path (default; --no-fast: fp32 NCHW)")
+    p.add_argument("--jobs", type=int, default=1, help="cells trained at once, in worker processes")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per job (0: torch's default)")
     p.add_argument("--table-only", action="store_true", help="rebuild outputs from OUT/quality_runs.csv")
     a = p.parse_args(argv)
     if a.table_only:
         import pandas as pd
         print(write_outputs(pd.read_csv(Path(a.out) / "quality_runs.csv"), a.out, csv=False))
         return 0
-    overrides = {}
+    overrides = dict(precision="bf16", channels_last=True) if a.fast else {}
     if a.quick:
         a.pairs, a.seeds, a.steps = a.pairs[:1], a.seeds[:1], 4
-        overrides = dict(teacher_epochs=1, batch_size=32, kd_steps=2)
-    runs = run_all(a.pairs, a.methods, a.seeds, a.steps, a.runs, **overrides)
+        overrides.update(teacher_epochs=1, batch_size=32, kd_steps=2)
+    t0 = time.perf_counter()
+    runs = run_all(a.pairs, a.methods, a.seeds, a.steps, a.runs, jobs=a.jobs, threads=a.threads, **overrides)
+    print(f"{len(runs)} runs in {time.perf_counter() - t0:.0f} s wall ({a.jobs} job(s), "
+          f"{a.threads or 'default'} thread(s) each)")
     print(write_outputs(runs, a.out, readme=None if a.quick else "README.md"))
     return 0
 

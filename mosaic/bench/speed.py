@@ -11,16 +11,9 @@ student steps. The library path is ``mosaic.game.step`` with players from
 reference path is ``mosaic.bench.reference.ReferenceLoop`` (same networks, losses and budget, written
 the way the original code runs: PIL/torchvision DataLoader, fp32, eager, teacher not frozen).
 Variants of the library path add options that exist in the library: ``bf16`` (autocast), ``fp16``
-(CUDA), ``cl`` (channels_last), ``compile`` (torch.compile of student, generator, discriminator).
-Prototype options measure changes the library does not have yet (``--prototypes``):
-  ``synth``     the student steps' synthetic batches drawn under autocast (``game.mosaickd_step``
-                draws them outside its autocast block, so they run in fp32 even with bf16/fp16);
-  ``tcl``       the teacher in channels_last too (``build_players`` converts only the other players);
-  ``fold``      the generator's nearest-upsample + 3x3 conv pairs as one stride-2 transposed conv
-                with a folded 4x4 kernel (``UpsampleConv``: same function and parameters, 2.25x fewer
-                multiply-adds, no upsampled tensor); the generator then stays in NCHW, where the
-                transposed convs measured faster;
-  ``gcompile``  torch.compile of the generator only.
+(CUDA), ``cl`` (channels_last: student, generator, discriminator and teacher), ``compile``
+(torch.compile of student, generator, discriminator). Under bf16/fp16 every forward runs under
+autocast, the student steps' synthesis included.
 The reference takes one option, ``w<N>``: N DataLoader worker processes.
 
 How. Every variant lives in its own worker process (clean peak memory per variant; the workers
@@ -45,9 +38,7 @@ test accuracy, to check that the fast path learns as well as the reference.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
-import dataclasses
 import io
 import multiprocessing as mp
 import os
@@ -64,7 +55,6 @@ from typing import Any, Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from mosaic import game
 from mosaic.checkpoint import seed_everything
@@ -82,17 +72,14 @@ PRESETS: dict[str, dict[str, Any]] = {  # RunConfig fields per preset (default: 
     "paper": dict(dataset="cifar100", ood="synthetic", teacher="wrn40_2", student="wrn16_1", batch_size=256,
                   kd_steps=5, ngf=128, ndf=128),
 }
-OPTIONS = ("bf16", "fp16", "cl", "compile", "synth", "tcl", "fold", "gcompile")  # library options, in name order
+OPTIONS = ("bf16", "fp16", "cl", "compile")  # library options, in name order
 DEFAULT_VARIANTS = ("reference", "library", "library+bf16", "library+cl", "library+bf16+cl")
 QUICK_VARIANTS = ("reference", "library", "library+bf16+cl")
 COMPILE_VARIANTS = ("library+compile", "library+bf16+cl+compile")
-PROTOTYPE_VARIANTS = ("library+fold", "library+bf16+cl+synth", "library+bf16+cl+synth+tcl", "library+bf16+cl+synth+fold",
-                      "library+bf16+cl+synth+tcl+fold", "library+bf16+cl+synth+tcl+fold+gcompile")
-PROTOTYPES = ("synth", "tcl", "fold", "gcompile")  # options that change library code (see the module docstring)
 HELPS_MARGIN = 1.05  # an option "helps" when it beats every variant it extends by this factor
 
 CSV_COLUMNS = ["timestamp", "preset", "device", "device_name", "torch", "threads", "variant", "path", "precision",
-               "channels_last", "compile", "prototype", "batch_size", "kd_steps", "ngf", "ndf", "warmup", "steps",
+               "channels_last", "compile", "batch_size", "kd_steps", "ngf", "ndf", "warmup", "steps",
                "rounds", "steps_per_s", "steps_per_s_min", "steps_per_s_max", "ratio", "compile_s",
                "peak_mem_mb", "mem_kind", "helps"]
 
@@ -141,14 +128,14 @@ def parse_variant(name: str) -> Variant:
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
             raise ValueError(f"variant {name!r}: unknown option(s) {unknown}; library options are {', '.join(OPTIONS)}")
-        if {"bf16", "fp16"} <= set(options) or {"compile", "gcompile"} <= set(options):
-            raise ValueError(f"variant {name!r}: choose one of bf16/fp16 and one of compile/gcompile")
+        if {"bf16", "fp16"} <= set(options):
+            raise ValueError(f"variant {name!r}: choose one of bf16/fp16")
     else:
         raise ValueError(f"variant {name!r} must start with 'reference' or 'library'")
     return Variant(path, frozenset(options))
 
 
-def default_variants(device: str, compile: bool = False, prototypes: bool = False, quick: bool = False) -> list[Variant]:
+def default_variants(device: str, compile: bool = False, quick: bool = False) -> list[Variant]:
     """What ``python -m mosaic.bench speed`` measures without ``--variants``."""
     if quick:
         return [parse_variant(n) for n in QUICK_VARIANTS]
@@ -158,81 +145,7 @@ def default_variants(device: str, compile: bool = False, prototypes: bool = Fals
         names += ["library+fp16", "library+fp16+cl"]
     if compile:
         names += COMPILE_VARIANTS
-    if prototypes:
-        names += PROTOTYPE_VARIANTS
     return [parse_variant(n) for n in names]
-
-
-# ----------------------------------------------------------------------------- prototype: folded generator
-
-# nearest x2 upsampling then a 3x3 conv (padding 1) == a stride-2 transposed conv with a 4x4 kernel:
-# along each axis, tap t of the transposed kernel sums the conv taps that land on the same input pixel
-_FOLD = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])  # (4 taps, 3 taps)
-
-
-class UpsampleConv(nn.Module):
-    """``conv(upsample_nearest_x2(x))`` as one stride-2 transposed conv: same function, same parameters.
-
-    (B, C_in, H, W) -> (B, C_out, 2H, 2W). 16 instead of 36 multiply-adds per input pixel and channel
-    pair, and no upsampled (B, C_in, 2H, 2W) tensor. ``conv`` must be 3x3, stride 1, padding 1.
-    """
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        if conv.kernel_size != (3, 3) or conv.stride != (1, 1) or conv.padding != (1, 1) or conv.groups != 1 \
-                or conv.dilation != (1, 1):
-            raise ValueError(f"UpsampleConv needs a 3x3 stride-1 padding-1 conv, got {conv}")
-        self.conv = conv
-        self.register_buffer("fold", _FOLD.to(conv.weight.device), persistent=False)  # (4, 3)
-
-    def folded_weight(self) -> torch.Tensor:
-        """(C_out, C_in, 3, 3) conv weight -> (C_in, C_out, 4, 4) transposed-conv weight, in fp32."""
-        m = self.fold
-        with torch.autocast(self.conv.weight.device.type, enabled=False):
-            return torch.einsum("ak,bl,oikl->ioab", m, m, self.conv.weight.float())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv_transpose2d(x, self.folded_weight(), self.conv.bias, stride=2, padding=1)  # (B, C_out, 2H, 2W)
-
-
-def fold_upsample_conv(generator: nn.Module) -> int:
-    """Replace each (nearest x2 Upsample, 3x3 Conv2d) pair in ``generator.body`` by one ``UpsampleConv``.
-
-    The conv's parameters are kept (optimisers keep updating them); returns how many pairs were folded.
-    """
-    layers, folded, i = list(generator.body), 0, 0
-    out: list[nn.Module] = []
-    while i < len(layers):
-        a, b = layers[i], layers[i + 1] if i + 1 < len(layers) else None
-        if isinstance(a, nn.Upsample) and a.mode == "nearest" and a.scale_factor in (2, 2.0, (2.0, 2.0)) \
-                and isinstance(b, nn.Conv2d) and b.kernel_size == (3, 3) and b.stride == (1, 1) and b.padding == (1, 1):
-            out.append(UpsampleConv(b))
-            folded, i = folded + 1, i + 2
-        else:
-            out.append(a)
-            i += 1
-    generator.body = nn.Sequential(*out)
-    return folded
-
-
-# ----------------------------------------------------------------------------- prototype: synthesis under autocast
-
-class AutocastForward(nn.Module):
-    """Runs ``module`` under the game's autocast even where the caller did not enter it.
-
-    ``game.mosaickd_step`` draws the student steps' synthetic batches outside its autocast block, so
-    with precision bf16/fp16 those generator forwards (kd_steps per iteration) still run in fp32.
-    Wrapping the generator shows what entering autocast there would gain. Inside an autocast block
-    (D and G steps) the extra context changes nothing.
-    """
-
-    def __init__(self, module: nn.Module, device: str, precision: str) -> None:
-        super().__init__()
-        self.module, self.device, self.precision = module, device, precision
-
-    def forward(self, *args: Any) -> torch.Tensor:
-        with game.autocast(self.device, self.precision):
-            return self.module(*args)
 
 
 # ----------------------------------------------------------------------------- one benchmark setting
@@ -287,7 +200,7 @@ def build_step(variant: Variant, cfg: RunConfig, teacher: nn.Module, ood: ImageD
     from mosaic.train import build_players  # noqa: PLC0415  (train imports tqdm and more; only needed here)
 
     o = variant.options
-    cfg = cfg.replace(precision=variant.precision, channels_last="cl" in o, compile="compile" in o and "fold" not in o)
+    cfg = cfg.replace(precision=variant.precision, channels_last="cl" in o, compile="compile" in o)
     players = build_players(cfg, teacher, device)
     if variant.path == "reference":
         from mosaic.bench.reference import ReferenceLoop, ood_loader  # noqa: PLC0415  (torchvision: +200 MB RSS)
@@ -296,18 +209,6 @@ def build_step(variant: Variant, cfg: RunConfig, teacher: nn.Module, ood: ImageD
         loop = ReferenceLoop(players, ood_loader(ood, cfg.batch_size, workers, pin_memory=device.startswith("cuda")),
                              cfg, device)
         return loop.step, players, loop
-    if "fold" in o:  # prototype: fold before compiling (build_players compiles last, so it was told not to)
-        fold_upsample_conv(players.generator)
-        players.generator.to(memory_format=torch.contiguous_format)  # its transposed convs are faster in NCHW
-        if "compile" in o:
-            players.student, players.generator = torch.compile(players.student), torch.compile(players.generator)
-            players.discriminator = torch.compile(players.discriminator)
-    if "tcl" in o:  # prototype: the teacher in channels_last too (build_players converts only the others)
-        players.teacher = copy.deepcopy(players.teacher).to(memory_format=torch.channels_last)
-    if "gcompile" in o:  # prototype: compile the generator only (compiling D and S slowed their backward here)
-        players.generator = torch.compile(players.generator)
-    if "synth" in o:  # prototype: the student steps' synthesis under autocast too
-        players.generator = AutocastForward(players.generator, device, cfg.precision)
     batcher = Batcher(ood, cfg.batch_size, seed=cfg.seed + 1, augment=True, device=device)
     streams = game.Streams(ood=lambda: next(batcher)[0])
     return (lambda: game.step(players, streams, cfg, device)), players, streams
@@ -345,7 +246,6 @@ class PhaseClock:
         for opt, name in ((players.opt_d, "D"), (players.opt_g, "G"), (players.opt_s, "S")):
             opt.register_step_post_hook(lambda *_, name=name: self._lap(name))
         gen = getattr(players.generator, "_orig_mod", players.generator)
-        gen = getattr(gen, "module", gen)  # AutocastForward
         gen.register_forward_pre_hook(lambda *_: self._synth(True))
         gen.register_forward_hook(lambda *_: self._synth(False))
         if hasattr(source, "next_real"):  # the ReferenceLoop
@@ -528,7 +428,6 @@ def summarize(measurements: list[Measurement], steps: int, warmup: int) -> list[
         steady = statistics.median(m.seconds) / steps
         rows.append({"variant": m.variant.name, "path": m.variant.path, "precision": m.variant.precision,
                      "channels_last": "cl" in m.variant.options, "compile": "compile" in m.variant.options,
-                     "prototype": "+".join(o for o in PROTOTYPES if o in m.variant.options),
                      "steps_per_s": statistics.median(rates), "steps_per_s_min": min(rates),
                      "steps_per_s_max": max(rates), "ratio": statistics.median(ratios) if ratios else float("nan"),
                      "compile_s": max(0.0, m.warmup_s - warmup * steady) if "compile" in m.variant.options else 0.0,
@@ -596,7 +495,7 @@ def train_and_evaluate(path: str, cfg: RunConfig, steps: int, seed: int = 0, ref
     """Train a student for ``steps`` iterations along ``path``; return its test accuracy and speed.
 
     ``path``: "reference" (the plain loop, fp32 eager), "library" (``game.step`` with cfg's
-    precision / channels_last / compile) or a variant name such as "library+bf16+cl+synth+fold".
+    precision / channels_last / compile) or a variant name such as "library+bf16+cl".
     Both get the same teacher (``teacher``, else cfg's cached one), OOD images (``build_ood``), init
     (``seed``), cosine schedules and budget. Returns student_acc (test split, %), wall_s, steps_per_s
     and the last step's losses.
@@ -649,7 +548,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--variants", default=None, help="comma-separated, e.g. reference,library,library+bf16+cl "
                    f"(options: {', '.join(OPTIONS)})")
     p.add_argument("--compile", action="store_true", help="add the torch.compile variants")
-    p.add_argument("--prototypes", action="store_true", help="add the prototype variants (synth, tcl, fold, gcompile)")
     p.add_argument("--phases", type=int, default=0, metavar="N", help="also time N steps per variant by phase")
     p.add_argument("--ref-workers", type=int, default=0, help="DataLoader workers of the reference loop")
     for name in ("batch_size", "kd_steps", "ngf", "ndf", "z_dim", "seed"):
@@ -668,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     setup = make_setup(preset, device, a.threads, a.ref_workers, warmup, batch_size=a.batch_size,
                        kd_steps=a.kd_steps, ngf=a.ngf, ndf=a.ndf, z_dim=a.z_dim, seed=a.seed)
     variants = [parse_variant(n) for n in a.variants.split(",")] if a.variants else \
-        default_variants(device, a.compile, a.prototypes, a.quick)
+        default_variants(device, a.compile, a.quick)
     cfg, info = setup.cfg, machine()
     threads = a.threads or torch.get_num_threads()
     print(f"speed benchmark ({preset}{', quick' if a.quick else ''}) on {device} ({device_name(device)}), "
@@ -708,5 +606,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["Variant", "parse_variant", "default_variants", "BenchSetup", "make_setup", "bench_inputs", "build_step",
-           "PhaseClock", "UpsampleConv", "fold_upsample_conv", "measure", "summarize", "train_and_evaluate", "main",
+           "PhaseClock", "measure", "summarize", "train_and_evaluate", "main",
            "CIFAR100_SPEC", "PRESETS", "CSV_COLUMNS"]
