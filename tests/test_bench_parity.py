@@ -24,16 +24,19 @@ def test_summary_means_and_stds_by_hand():
 
 def test_markdown_compares_the_difference_with_the_larger_std():
     md = parity.to_markdown(rows(), "python -m mosaic.bench parity")
-    assert "| reference | 60.00 | 62.00 | 64.00 | 62.00 ± 2.00 |" in md
+    assert "| reference | 60.00 | 62.00 | 64.00 | 62.00 ± 2.00 (n=3) |" in md
     assert "+0.67 points" in md and "within seed noise" in md
     far = [dict(r, student_acc=r["student_acc"] + 10) if r["path"] != "reference" else r for r in rows()]
     assert "outside seed noise" in parity.to_markdown(far, "x")
 
 
-def test_quick_command_writes_a_csv_with_both_paths(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mosaic.bench", "parity", "--quick", "--threads", "1",
-                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+def test_quick_command_writes_a_csv_with_both_paths_and_reuses_its_runs(tmp_path):
+    cmd = [sys.executable, "-m", "mosaic.bench", "parity", "--quick", "--threads", "1", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     df = pd.read_csv(tmp_path / "parity_quick.csv")
     assert list(df["path"]) == ["reference", "library+bf16+cl"]
     assert df["student_acc"].between(0, 100).all() and df["params"].str.contains('"steps": 4').all()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "seed 0 reference" not in again.stdout  # nothing retrained
+    assert pd.read_csv(tmp_path / "parity_quick.csv").equals(df)
