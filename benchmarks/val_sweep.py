@@ -37,7 +37,18 @@ VARIANTS: dict[str, dict] = {
     "student_ood=0": dict(student_ood=False),
     "student_ood=0,disc=none": dict(student_ood=False, discriminator="none"),
     "student_ood=0,lr_g=3e-3": dict(student_ood=False, lr_g=3e-3),
+    "datafree,lr_g=3e-3": dict(method="datafree", lr_g=3e-3),
 }
+
+
+def table(runs) -> str:
+    """Markdown: mean val (the selection criterion) and mean test per variant and pair, over seeds."""
+    g = runs.groupby(["variant", "pair"])
+    val = g["val_acc"].mean().unstack("pair").add_suffix(" val")
+    val["mean val (pairs alike)"] = val.mean(axis=1)
+    t = val.join(g["test_acc"].mean().unstack("pair").add_suffix(" test")).round(2)
+    t["seeds"] = g["seed"].nunique().groupby("variant").min()
+    return t.loc[list(dict.fromkeys(runs["variant"]))].to_markdown() + "\n"
 
 
 def main() -> None:
@@ -50,7 +61,12 @@ def main() -> None:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS))
     p.add_argument("--runs", default="runs/sweep")
     p.add_argument("--fast", action="store_true", help="bf16 autocast + channels_last (the benchmarks' fast path)")
+    p.add_argument("--table", nargs="+", metavar="CSV", help="only print the markdown table of these CSVs (merged)")
     a = p.parse_args()
+    if a.table:
+        import pandas as pd
+        print(table(pd.concat([pd.read_csv(f) for f in a.table], ignore_index=True)))
+        return
     fast = dict(precision="bf16", channels_last=True) if a.fast else {}
     rows = []
     for pair in a.pairs:

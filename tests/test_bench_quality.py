@@ -62,3 +62,15 @@ def test_quick_mode_writes_a_csv_with_parameters(tmp_path):
     params = [RunConfig.from_dict(json.loads(p)) for p in runs["params"]]
     subset = next(p for p, m in zip(params, runs["method"]) if m == "mosaickd†")
     assert subset.ood_subset > 0 and runs.loc[runs["method"] == "mosaickd†", "n_ood"].item() == subset.ood_subset
+
+
+def test_method_settings_reach_their_method_only():
+    from mosaic.config import RunConfig
+
+    keys = {k for s in quality.METHOD_SETTINGS.values() for k in s}
+    assert keys, "nothing to check"
+    for m in quality.METHODS:
+        c = quality.run_config("fmnist<-mnist5k", m, 0, 50, "runs", n_ood=1000)
+        own = quality.METHOD_SETTINGS.get(m.rstrip("†"), {})
+        for k in keys:
+            assert getattr(c, k) == own.get(k, getattr(RunConfig(), k)), (m, k)

@@ -1,4 +1,4 @@
-"""The speed benchmark: its reference loop against the library step, its prototypes, its bookkeeping."""
+"""The speed benchmark: its reference loop against the library step, its variants, its bookkeeping."""
 import copy
 import csv
 import subprocess
