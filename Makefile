@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= runs/demo
 
-.PHONY: demo test test-fast data install notebooks clean-runs
+.PHONY: demo test test-fast data install notebooks bench clean-runs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ test-fast: install
 # re-execute every notebook in place (stores the outputs that nbval compares against)
 notebooks: data
 	$(BIN)/python -m mosaic.grid notebooks/0*.ipynb
+
+# the measured tables of README "Results" (about 1.5 h on 2 CPU cores); speed last, on a quiet machine
+bench: data
+	$(BIN)/python -m mosaic.bench quality --jobs 2 --threads 1
+	$(BIN)/python -m mosaic.bench parity --threads 1 --fast library+bf16+cl library --seeds 0 1 2 3 4
+	$(BIN)/python -m mosaic.bench speed --threads 1 --compile --phases 2 --steps 5 --rounds 6
 
 clean-runs:
 	rm -rf runs

@@ -74,3 +74,14 @@ def test_method_settings_reach_their_method_only():
         own = quality.METHOD_SETTINGS.get(m.rstrip("†"), {})
         for k in keys:
             assert getattr(c, k) == own.get(k, getattr(RunConfig(), k)), (m, k)
+
+
+def test_a_run_at_chance_is_marked_and_left_out_of_the_targets_only():
+    runs = fake_runs()
+    runs.loc[len(runs)] = {"pair": "a<-b", "method": "kd_indomain", "seed": 2, "student_acc": 9.7, "teacher_acc": 90.0,
+                           "steps": 10, "kd_steps": 5, "batch_size": 8}
+    table, checks = quality.summarize(runs)
+    assert table.loc["kd_indomain", "a<-b"].endswith(" *")  # mean of 80, 82, 9.7 with the mark
+    assert table.loc["kd_indomain", "a<-b"].startswith(f"{(80 + 82 + 9.7) / 3:.2f}")
+    assert checks.loc["a<-b", "gap_closed_%"] == 80.0  # as without the failed run
+    assert not table.loc["kd_ood", "a<-b"].endswith("*")

@@ -39,6 +39,7 @@ METHOD_SETTINGS: dict[str, dict] = {
     "mosaickd": dict(lr_g=3e-3),
     "datafree": dict(lr_g=3e-3),
 }
+CHANCE_MARGIN = 5.0  # a final student within this many points of chance accuracy did not train
 METHODS = ("scratch", "kd_indomain", "kd_ood", "datafree", "mosaickd", "mosaickd†")
 ROW_ORDER = ("teacher", *METHODS)
 
@@ -120,23 +121,33 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
                      "teacher_acc": m["teacher_acc"], "agreement": m["agreement"], "wall_s": m["wall_s"],
                      "steps": cfg.steps, "kd_steps": cfg.kd_steps, "batch_size": cfg.batch_size,
                      "precision": cfg.precision, "channels_last": cfg.channels_last,
-                     "n_ood": m.get("n_ood"), "params": json.dumps(cfg.to_dict(), sort_keys=True)})
+                     "n_ood": m.get("n_ood"), "num_classes": len(m["per_class_acc"]),
+                     "params": json.dumps(cfg.to_dict(), sort_keys=True)})
     if pool is not None:
         pool.shutdown()
     return pd.DataFrame(rows)
 
 
+def failed(runs):
+    """Runs whose final student stayed within CHANCE_MARGIN points of chance (100 / classes): training
+    failures. They stay in the table (marked *) and are left out of the target checks."""
+    classes = runs["num_classes"] if "num_classes" in runs else 10
+    return runs["student_acc"] <= 100 / classes + CHANCE_MARGIN
+
+
 def summarize(runs):
-    """Mean ± std per (row, pair) with a teacher row; and per-pair target checks."""
+    """Mean ± std per (row, pair) with a teacher row (cells holding a failed run marked *); and
+    per-pair target checks on the means of the runs that did not fail."""
     import pandas as pd
 
     def fmt(s):
-        return f"{s.mean():.2f} ± {s.std(ddof=1):.2f}" if len(s) > 1 else f"{s.mean():.2f}"
+        star = " *" if failed(runs.loc[s.index]).any() else ""
+        return (f"{s.mean():.2f} ± {s.std(ddof=1):.2f}" if len(s) > 1 else f"{s.mean():.2f}") + star
 
     table = runs.groupby(["method", "pair"])["student_acc"].apply(fmt).unstack("pair")
     table.loc["teacher"] = runs.groupby("pair")["teacher_acc"].first().map(lambda v: f"{v:.2f}")
     table = table.reindex([r for r in ROW_ORDER if r in table.index])[list(dict.fromkeys(runs["pair"]))]
-    means = runs.groupby(["pair", "method"])["student_acc"].mean().unstack("method")
+    means = runs[~failed(runs)].groupby(["pair", "method"])["student_acc"].mean().unstack("method")
     checks = pd.DataFrame(index=means.index)
     if {"kd_ood", "kd_indomain", "mosaickd"} <= set(means.columns):
         checks["gap_closed_%"] = 100 * (means["mosaickd"] - means["kd_ood"]) / (means["kd_indomain"] - means["kd_ood"])
@@ -164,7 +175,14 @@ def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md"
           f"{budget.steps} steps x {budget.kd_steps} student updates, batch {budget.batch_size}, "
           f"{budget.get('precision', 'fp32')}{' channels_last' if budget.get('channels_last', False) else ''}; "
           f"`python -m mosaic.bench quality` (per-run parameters in benchmarks/quality_runs.csv).\n\n"
-          + table.to_markdown() + "\n\nTargets (mosaickd vs the others, on the means):\n\n" + checks.to_markdown() + "\n")
+          + table.to_markdown() + "\n")
+    bad = runs[failed(runs)]
+    if len(bad):
+        md += ("\n\\* training failures (final student within "
+               f"{CHANCE_MARGIN:g} points of chance), kept in the mean ± std above, left out of the targets below: "
+               + ", ".join(f"{r.method} {r.pair} seed {r.seed} ({r.student_acc:.2f})" for r in bad.itertuples()) + ".\n")
+    md += ("\nTargets (mosaickd vs the others, on the means" + (" of the runs that trained" if len(bad) else "")
+           + "):\n\n" + checks.to_markdown() + "\n")
     (out / "quality_table.md").write_text(md)
     fig, ax = plt.subplots(figsize=(9, 3.8))
     order = [m for m in METHODS if m in set(runs["method"])]
@@ -196,11 +214,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="bf16 autocast + channels_last, the library's fast path (default; --no-fast: fp32 NCHW)")
     p.add_argument("--jobs", type=int, default=1, help="cells trained at once, in worker processes")
     p.add_argument("--threads", type=int, default=0, help="torch threads per job (0: torch's default)")
+    p.add_argument("--readme", default="README.md", help="README whose quality-table section is updated ('' = none)")
     p.add_argument("--table-only", action="store_true", help="rebuild outputs from OUT/quality_runs.csv")
     a = p.parse_args(argv)
     if a.table_only:
         import pandas as pd
-        print(write_outputs(pd.read_csv(Path(a.out) / "quality_runs.csv"), a.out, csv=False))
+        print(write_outputs(pd.read_csv(Path(a.out) / "quality_runs.csv"), a.out, readme=a.readme or None, csv=False))
         return 0
     overrides = dict(precision="bf16", channels_last=True) if a.fast else {}
     if a.quick:
@@ -210,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = run_all(a.pairs, a.methods, a.seeds, a.steps, a.runs, jobs=a.jobs, threads=a.threads, **overrides)
     print(f"{len(runs)} runs in {time.perf_counter() - t0:.0f} s wall ({a.jobs} job(s), "
           f"{a.threads or 'default'} thread(s) each)")
-    print(write_outputs(runs, a.out, readme=None if a.quick else "README.md"))
+    print(write_outputs(runs, a.out, readme=None if a.quick else a.readme or None))
     return 0
 
 
