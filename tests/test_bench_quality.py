@@ -85,3 +85,25 @@ def test_a_run_at_chance_is_marked_and_left_out_of_the_targets_only():
     assert table.loc["kd_indomain", "a<-b"].startswith(f"{(80 + 82 + 9.7) / 3:.2f}")
     assert checks.loc["a<-b", "gap_closed_%"] == 80.0  # as without the failed run
     assert not table.loc["kd_ood", "a<-b"].endswith("*")
+
+
+def test_ood_free_methods_share_one_run_across_pairs_with_the_same_in_domain_side(monkeypatch, tmp_path):
+    trained = []
+
+    def fake_run_one(cfg):
+        trained.append(cfg)
+        return {"student_acc": 50.0 + len(trained), "teacher_acc": 90.0, "agreement": 60.0, "wall_s": 1.0,
+                "per_class_acc": [50.0] * 10}
+
+    monkeypatch.setattr(quality, "run_one", fake_run_one)
+    monkeypatch.setattr(quality, "ood_size", lambda pair, data_root="data": 100)
+    monkeypatch.setattr("mosaic.train.build_teacher", lambda *a, **k: (None, {}))
+    monkeypatch.setattr("mosaic.data.photos.write_sample_photos", lambda *a, **k: None)
+    pairs = ["fmnist<-mnist5k", "fmnist<-photos"]
+    runs = quality.run_all(pairs, ["scratch", "datafree", "mosaickd"], [0], 5, tmp_path)
+    assert len(runs) == 6 and len(trained) == 4  # scratch and datafree once, mosaickd per pair
+    by = runs.set_index(["pair", "method"])
+    for m in ("scratch", "datafree"):
+        assert by.loc[(pairs[0], m), "student_acc"] == by.loc[(pairs[1], m), "student_acc"]
+        assert by.loc[(pairs[0], m), "run_dir"] == by.loc[(pairs[1], m), "run_dir"]
+    assert by.loc[(pairs[0], "mosaickd"), "run_dir"] != by.loc[(pairs[1], "mosaickd"), "run_dir"]

@@ -83,11 +83,27 @@ def _init_worker(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+OOD_FREE = ("scratch", "kd_indomain", "datafree")  # methods that never look at the OOD images
+
+
+def twin_key(cfg: RunConfig) -> str | None:
+    """For a method that ignores the OOD images, its config without the OOD fields: cells of pairs that
+    share the in-domain side then share one run (trained once; its row is repeated per pair)."""
+    if cfg.method not in OOD_FREE:
+        return None
+    d = cfg.to_dict()
+    for k in ("ood", "ood_subset", "out_dir"):
+        d.pop(k)
+    return json.dumps(d, sort_keys=True)
+
+
 def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int = 1, threads: int = 0, **overrides):
     """Every (pair, method, seed) cell; returns the per-run rows as a DataFrame.
 
     ``jobs`` > 1 trains that many cells at once in worker processes (``threads`` torch threads each;
     on a 2-core CPU, 2 jobs x 1 thread beat 1 job x 2 threads). Teachers are trained first, once.
+    Cells of OOD-free methods (``twin_key``) whose pairs share the in-domain side share one run; each
+    row's ``params`` and ``run_dir`` are those of the run that produced its numbers.
     """
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -108,20 +124,31 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
     for p in pairs:  # the teacher cache is filled here, not by racing workers
         first = next(c for (q, _, _), c in zip(cells, cfgs) if q == p)
         build_teacher(first, resolve_device(first.device), progress=False)
+    unique, source, seen = [], [], {}  # runs to train; for each cell, the index of the run that serves it
+    for cfg in cfgs:
+        key = twin_key(cfg)
+        if key is None or key not in seen:
+            seen.setdefault(key, len(unique))
+            source.append(len(unique))
+            unique.append(cfg)
+        else:
+            source.append(seen[key])
     if jobs > 1:
         pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                    initargs=(threads,))
-        results = pool.map(run_one, cfgs)
+        results = pool.map(run_one, unique)
     else:
-        pool, results = None, map(run_one, cfgs)
+        pool, results = None, map(run_one, unique)
+    results = list(tqdm(results, total=len(unique), desc="quality benchmark"))
     rows = []
-    for (pair, method, seed), cfg, m in tqdm(zip(cells, cfgs, results), total=len(cells), desc="quality benchmark"):
+    for (pair, method, seed), i in zip(cells, source):
+        cfg, m = unique[i], results[i]
         rows.append({"pair": pair, "method": method, "seed": seed, "student_acc": m["student_acc"],
                      "student_acc_valsel": m.get("student_acc_valsel"), "valsel_step": m.get("valsel_step"),
                      "teacher_acc": m["teacher_acc"], "agreement": m["agreement"], "wall_s": m["wall_s"],
                      "steps": cfg.steps, "kd_steps": cfg.kd_steps, "batch_size": cfg.batch_size,
                      "precision": cfg.precision, "channels_last": cfg.channels_last,
-                     "n_ood": m.get("n_ood"), "num_classes": len(m["per_class_acc"]),
+                     "n_ood": m.get("n_ood"), "num_classes": len(m["per_class_acc"]), "run_dir": cfg.out_dir,
                      "params": json.dumps(cfg.to_dict(), sort_keys=True)})
     if pool is not None:
         pool.shutdown()
@@ -227,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides.update(teacher_epochs=1, batch_size=32, kd_steps=2)
     t0 = time.perf_counter()
     runs = run_all(a.pairs, a.methods, a.seeds, a.steps, a.runs, jobs=a.jobs, threads=a.threads, **overrides)
-    print(f"{len(runs)} runs in {time.perf_counter() - t0:.0f} s wall ({a.jobs} job(s), "
+    print(f"{len(runs)} cells ({runs['run_dir'].nunique()} runs) in {time.perf_counter() - t0:.0f} s wall ({a.jobs} job(s), "
           f"{a.threads or 'default'} thread(s) each)")
     print(write_outputs(runs, a.out, readme=None if a.quick else a.readme or None))
     return 0
