@@ -201,7 +201,7 @@ def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md"
     md = (f"Test top-1 (%) of the final student, mean ± std over {seeds} seed(s); "
           f"{budget.steps} steps x {budget.kd_steps} student updates, batch {budget.batch_size}, "
           f"{budget.get('precision', 'fp32')}{' channels_last' if budget.get('channels_last', False) else ''}; "
-          f"`python -m mosaic.bench quality` (per-run parameters in benchmarks/quality_runs.csv).\n\n"
+          f"`python -m mosaic.bench quality` (per-run parameters in {(out / 'quality_runs.csv').as_posix()}).\n\n"
           + table.to_markdown() + "\n")
     bad = runs[failed(runs)]
     if len(bad):
