@@ -15,7 +15,7 @@ def fake_runs():
     acc = {"kd_ood": [40, 42], "kd_indomain": [80, 82], "mosaickd": [72, 74], "datafree": [70, 70]}
     for method, values in acc.items():
         for seed, v in enumerate(values):
-            rows.append({"pair": "a<-b", "method": method, "seed": seed, "student_acc": v, "teacher_acc": 90.0,
+            rows.append({"pair": "a<-b", "method": method, "seed": seed, "student_acc": float(v), "teacher_acc": 90.0,
                          "steps": 10, "kd_steps": 5, "batch_size": 8})
     return pd.DataFrame(rows)
 
