@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from mosaic.config import RunConfig
+from mosaic.config import RunConfig, resolve_device
 
 
 def run(pair: str, paths: list[str], seeds: list[int], steps: int, done: list[dict] = (), **overrides) -> list[dict]:
@@ -38,8 +38,8 @@ def run(pair: str, paths: list[str], seeds: list[int], steps: int, done: list[di
     from mosaic.train import build_teacher
 
     cfg = RunConfig(**{**PAIRS[pair], **overrides}).replace(eval_every=0, ckpt_every=0)
-    cfg = cfg.replace(device="cpu" if cfg.device == "auto" and not torch.cuda.is_available() else cfg.device)
-    teacher, _ = build_teacher(cfg, "cuda" if cfg.device.startswith("cuda") else "cpu", progress=False)
+    cfg = cfg.replace(device=resolve_device(cfg.device))
+    teacher, _ = build_teacher(cfg, cfg.device, progress=False)
     rows = []
     for seed in seeds:
         for path in paths:

@@ -8,8 +8,9 @@ Rows: teacher, scratch, kd_indomain, kd_ood, datafree, mosaickd, mosaickd† (th
 OOD images, the paper's † setting). Columns: offline pairs "in-domain <- OOD". Every method gets the
 same teacher (seed 0) and the same budget (steps x kd_steps student updates on batches of batch_size);
 the generator methods take the lr_g in METHOD_SETTINGS, chosen on in-domain validation data.
-The headline is the test accuracy of the *final* student; the student with the best in-domain
-validation accuracy is reported separately as `valsel` (it uses in-domain validation data).
+The headline is the test accuracy of the *final* student; the test accuracy of the student with the
+best in-domain validation accuracy is kept in the CSV only (``student_acc_valsel``: it uses in-domain
+validation data). A run whose final student stays at chance is marked in the table (``failed``).
 
 Outputs (``--out``, default benchmarks/): quality_runs.csv (one row per run with its exact
 parameters), quality_table.md, quality.png; and the README section between the quality-table markers.
