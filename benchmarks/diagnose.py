@@ -46,11 +46,12 @@ def diagnose(run_dir: str, n: int = 2000, seed: int = 0) -> list[dict]:
     cfg = RunConfig.from_dict(m["config"]).replace(device="cpu")
     result = train(cfg, progress=False)  # a finished run: loads its players, trains nothing
     teacher = result.players.teacher
+    ood = result.ood if result.ood is not None else build_ood(cfg, teacher, "cpu")  # train built it if used
     test = get_dataset(cfg.dataset, "test", root=cfg.data_root)
     k = test.spec.num_classes
     g = torch.Generator().manual_seed(seed)
     sets = {"in-domain": test.images[torch.randperm(len(test), generator=g)[:n]].float() / 255,
-            "OOD": build_ood(cfg, teacher, "cpu").images[:n].float() / 255}
+            "OOD": ood.images[:n].float() / 255}
     if cfg.method in ("mosaickd", "datafree"):
         sets["synthetic"] = viz.sample(result.players.generator, n, cfg.z_dim, "cpu", seed=seed)
     stats = {name: set_stats(patches.measure(teacher, x, features=True), k) for name, x in sets.items()}
