@@ -190,6 +190,19 @@ def plot_score_maps(sets: Mapping[str, torch.Tensor], discriminator: torch.nn.Mo
     return fig
 
 
+def _teacher_probs(teacher: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The teacher's softmax on x (B, C, H, W), as (B, K) fp32 on the CPU."""
+    with torch.no_grad():
+        return torch.softmax(teacher(x.to(next(teacher.parameters()).device)).float().cpu(), dim=1)
+
+
+def _draw_grid(ax, starts: Sequence[int], lw: float) -> None:
+    """Red lines along the pixel borders at ``starts`` (rows and columns)."""
+    for s in starts:
+        ax.axhline(s - 0.5, color="tab:red", lw=lw)
+        ax.axvline(s - 0.5, color="tab:red", lw=lw)
+
+
 def explore(images: torch.Tensor, index: int, patch_size: int, teacher: torch.nn.Module,
             discriminator: torch.nn.Module, seed: int = 0):
     """One static figure for images[index]: the window of a ``patch_size`` patch discriminator, the
@@ -208,24 +221,20 @@ def explore(images: torch.Tensor, index: int, patch_size: int, teacher: torch.nn
     scores = P.patch_scores(discriminator, shuffled_all)  # (N, h, w)
     d_real = (P.patch_scores(discriminator, images)[index].mean(), scores[index].mean())
     x, shuffled = images[index:index + 1], shuffled_all[index:index + 1]  # (1, C, H, W) each
-    r = P.measure(teacher, torch.cat([x, shuffled]))  # teacher readouts of both
     heat = P.upsample_scores(scores[index:index + 1], discriminator.stride, x.shape[-1])[0]  # (H, W)
-    with torch.no_grad():
-        probs = torch.softmax(teacher(torch.cat([x, shuffled]).to(next(teacher.parameters()).device)).float().cpu(),
-                              dim=1)  # (2, K)
+    probs = _teacher_probs(teacher, torch.cat([x, shuffled]))  # (2, K): original, shuffled
+    confidence = probs.amax(dim=1)  # (2,)
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), gridspec_kw={"width_ratios": [1, 1, 1, 1.6]})
     if patch_size in reachable_patch_sizes(patch_size):
         draw_receptive_field(axes[0], x[0], PatchDiscriminator(x.shape[1], patch_size))
     else:  # no PatchDiscriminator has this size: show the shuffle grid instead
         _show(axes[0], x[0])
         starts = P.centered_starts(x.shape[-1], patch_size)
-        for s in starts + [starts[-1] + patch_size]:  # cell borders
-            axes[0].axhline(s - 0.5, color="tab:red", lw=0.8)
-            axes[0].axvline(s - 0.5, color="tab:red", lw=0.8)
+        _draw_grid(axes[0], starts + [starts[-1] + patch_size], lw=0.8)  # cell borders
         axes[0].set_title(f"{patch_size}px grid\n(no PatchDiscriminator of this size)", fontsize=9)
     _show(axes[1], shuffled[0])
-    axes[1].set_title(f"shuffled on a {patch_size}px grid\nteacher conf {r['confidence'][1]:.2f} "
-                      f"(was {r['confidence'][0]:.2f})", fontsize=9)
+    axes[1].set_title(f"shuffled on a {patch_size}px grid\nteacher conf {confidence[1]:.2f} "
+                      f"(was {confidence[0]:.2f})", fontsize=9)
     overlay_heatmap(axes[2], shuffled[0], heat)
     axes[2].set_title(f"trained D (patch {discriminator.receptive_field})\nreal {d_real[1]:.2f} "
                       f"(was {d_real[0]:.2f})", fontsize=9)
@@ -289,18 +298,16 @@ def plot_attribution(x: torch.Tensor, attributions: Mapping[str, "P.Attribution"
     n = n or x.shape[0]
     cols = 1 + len(attributions)
     fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.3 * n), squeeze=False)
+    first = next(iter(attributions.values()))
+    p = x.shape[-1] - first.starts[-1]  # patch side: the last start is size - patch
+    rmse = {name: a.pixel_rmse(x.cpu()) for name, a in attributions.items()}  # (B,) each
     for r in range(n):
         _show(axes[r, 0], x[r])
-        first = next(iter(attributions.values()))
-        p = x.shape[-1] - first.starts[-1]  # patch side: the last start is size - patch
-        for s in first.starts:
-            axes[r, 0].axhline(s - 0.5, color="tab:red", lw=0.6)
-            axes[r, 0].axvline(s - 0.5, color="tab:red", lw=0.6)
+        _draw_grid(axes[r, 0], first.starts, lw=0.6)
         axes[r, 0].set_title("synthetic" if r == 0 else "", fontsize=9)
         for c, (name, a) in enumerate(attributions.items(), start=1):
             _show(axes[r, c], a.reassembled[r])
-            rmse = a.pixel_rmse(x.cpu())[r].item()
-            axes[r, c].set_title(f"{name}: d {a.distance[r].mean():.2f}, rmse {rmse:.2f}", fontsize=8)
+            axes[r, c].set_title(f"{name}: d {a.distance[r].mean():.2f}, rmse {rmse[name][r]:.2f}", fontsize=8)
     fig.suptitle(f"each {p}x{p} patch replaced by its nearest real OOD patch", fontsize=10)
     return fig
 
@@ -363,15 +370,14 @@ def browse(generator: torch.nn.Module, teacher: torch.nn.Module, cls: int, seed:
     import matplotlib.pyplot as plt
 
     x = sample(generator, pool, z_dim, next(generator.parameters()).device, seed=seed)  # (pool, C, H, W)
-    r = P.measure(teacher, x)
-    with torch.no_grad():
-        p = torch.softmax(teacher(x.to(next(teacher.parameters()).device)).float().cpu(), dim=1)[:, cls]  # (pool,)
+    probs = _teacher_probs(teacher, x)  # (pool, K)
+    p = probs[:, cls]  # (pool,)
     top = torch.sort(p, descending=True, stable=True).indices[:n]
     fig, ax = plt.subplots(figsize=(6, 1.8))
     ax.imshow(image_grid(x[top], nrow=min(n, 8)))
     ax.axis("off")
     name = class_names[cls] if class_names else str(cls)
-    ax.set_title(f"class {cls} ({name}), seed {seed}: {int((r['pred'] == cls).sum())}/{pool} predicted; "
+    ax.set_title(f"class {cls} ({name}), seed {seed}: {int((probs.argmax(dim=1) == cls).sum())}/{pool} predicted; "
                  f"p(class) of these {p[top].min():.2f}-{p[top].max():.2f}", fontsize=9)
     return fig
 
