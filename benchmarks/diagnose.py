@@ -52,17 +52,18 @@ def diagnose(run_dir: str, n: int = 2000, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     sets = {"in-domain": test.images[torch.randperm(len(test), generator=g)[:n]].float() / 255,
             "OOD": ood.images[:n].float() / 255}
-    if cfg.method in ("mosaickd", "datafree"):
+    if cfg.uses_generator:
         sets["synthetic"] = viz.sample(result.players.generator, n, cfg.z_dim, "cpu", seed=seed)
     stats = {name: set_stats(patches.measure(teacher, x, features=True), k) for name, x in sets.items()}
     ref = stats["in-domain"]["spread_abs"]
     worst = sorted(range(k), key=lambda c: m["per_class_acc"][c])[:2]
+    worst = ", ".join(f"{test.classes[c]} {m['per_class_acc'][c]:.0f}%" for c in worst)
+    hist = result.history[-20:]
     rows = []
     for name, s in stats.items():
         row = {"run": run_dir, "method": cfg.method, "set": name, **{key: round(v, 3) for key, v in s.items()},
                "spread": round(s["spread_abs"] / ref, 3), "student_acc": round(m["student_acc"], 2),
-               "worst_classes": ", ".join(f"{test.classes[c]} {m['per_class_acc'][c]:.0f}%" for c in worst)}
-        hist = result.history[-20:]
+               "worst_classes": worst}
         if name == "synthetic" and hist and "d_real" in hist[-1]:
             row["d_real"] = round(sum(h["d_real"] for h in hist) / len(hist), 3)
             row["d_fake"] = round(sum(h["d_fake"] for h in hist) / len(hist), 3)

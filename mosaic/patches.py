@@ -27,6 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mosaic.data.select import prediction_entropy
+
 Embedding = Callable[[torch.Tensor], torch.Tensor]  # patches (N, C, p, p) -> vectors (N, F)
 
 
@@ -285,10 +287,11 @@ def measure(teacher: nn.Module, x: torch.Tensor, discriminator: nn.Module | None
         xb = x[k:k + batch_size].to(device)
         f = teacher.forward_features(xb)  # (b, D)
         logits.append(teacher.head(f).float().cpu())  # (b, K)
-        feats.append(f.float().cpu())
-    log_p = torch.log_softmax(torch.cat(logits), dim=1)  # (B, K)
-    out = {"confidence": log_p.exp().amax(dim=1), "entropy": -(log_p.exp() * log_p).sum(dim=1),
-           "pred": log_p.argmax(dim=1)}
+        if features:
+            feats.append(f.float().cpu())
+    logits = torch.cat(logits)  # (B, K)
+    log_p = torch.log_softmax(logits, dim=1)
+    out = {"confidence": log_p.exp().amax(dim=1), "entropy": prediction_entropy(logits), "pred": log_p.argmax(dim=1)}
     if discriminator is not None:
         out["d_real"] = patch_scores(discriminator, x, batch_stats).flatten(1).mean(dim=1)
     if features:

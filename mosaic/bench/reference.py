@@ -85,6 +85,10 @@ class ReferenceLoop:
     """
 
     def __init__(self, players: Players, loader: DataLoader, cfg: RunConfig, device: str | torch.device) -> None:
+        if cfg.method != "mosaickd" or not cfg.student_ood or players.discriminator is None:
+            raise ValueError("ReferenceLoop writes out the paper's MosaicKD iteration only: method mosaickd with a "
+                             f"discriminator and student_ood=True (got method={cfg.method}, student_ood="
+                             f"{cfg.student_ood}, discriminator={cfg.discriminator})")
         self.teacher = unfrozen_teacher(players.teacher)
         self.student, self.generator, self.discriminator = players.student, players.generator, players.discriminator
         self.opt_s, self.opt_g, self.opt_d = players.opt_s, players.opt_g, players.opt_d
