@@ -300,7 +300,7 @@ def collect(runs: Sequence[GridRun]) -> "pd.DataFrame":  # noqa: F821
     return pd.DataFrame(rows)
 
 
-def summarize(table: "pd.DataFrame", value: str = "student_acc", by: Sequence[str] = ("group", "name"),
+def summarize(table: "pd.DataFrame", value: str = "student_acc", by: Sequence[str] = ("group", "name"),  # noqa: F821
               reference: str | None = None, also: Sequence[str] = ()) -> "pd.DataFrame":  # noqa: F821
     """Mean, std (over seeds; NaN for one seed) and n of ``value`` per row, in row order.
 

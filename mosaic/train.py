@@ -18,7 +18,6 @@ import dataclasses
 import io
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path

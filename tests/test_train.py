@@ -1,7 +1,6 @@
 """The training loop end to end on tiny offline data (sklearn digits in-domain, MNIST-5k as OOD)."""
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
