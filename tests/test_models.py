@@ -361,3 +361,84 @@ def test_get_discriminator_kinds() -> None:
     assert all(kind in str(error.value) for kind in DISCRIMINATORS)
     with pytest.raises(ValueError, match="no logit map"):
         get_discriminator("patch", spec_of(3, 8), patch_size=46)  # stride 16 > 8 pixels
+
+
+# ----------------------------------------------------------------------------- 2x2 max-pool
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 28, 28), (2, 3, 7, 9), (3, 5, 13, 14), (2, 1, 2, 2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pool2x2_no_grad_path_equals_max_pool2d(shape, dtype, channels_last) -> None:
+    from mosaic.models.pool import max_pool2x2
+
+    x = torch.randint(-3, 4, shape).to(dtype)  # small integers: many ties
+    x[0, 0, 0, 0] = float("nan")  # NaN propagates like max_pool2d's
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        fast = max_pool2x2(x)
+    ref = torch.nn.functional.max_pool2d(x, 2)
+    assert fast.shape == ref.shape and fast.dtype == ref.dtype
+    assert torch.equal(fast.nan_to_num(99.0), ref.nan_to_num(99.0))
+    assert fast[0, 0, 0, 0].isnan()
+
+
+def test_max_pool2x2_gradients_are_max_pool2ds() -> None:
+    from mosaic.models.pool import max_pool2x2
+
+    x = torch.randint(-3, 4, (2, 4, 10, 10)).float()  # ties: PyTorch's tie-breaking must be kept
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    g = torch.randn(2, 4, 5, 5)
+    max_pool2x2(a).backward(g)
+    torch.nn.functional.max_pool2d(b, 2).backward(g)
+    assert torch.equal(a.grad, b.grad)
+
+
+def test_lenet_and_cnn_give_the_same_logits_with_either_pool_path() -> None:
+    from mosaic.models import pool
+
+    x = torch.rand(8, 1, 28, 28)
+    for name in ("lenet5", "lenet5_half", "cnn"):
+        torch.manual_seed(0)
+        net = get_classifier(name, MNIST).eval()
+        assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
+        with torch.no_grad():
+            fast = net(x)
+            pool.FAST = False
+            try:
+                native = net(x)
+            finally:
+                pool.FAST = True
+        assert torch.equal(fast, native), name
+
+
+def test_pool_then_relu_equals_relu_then_pool_values_and_gradients() -> None:
+    from mosaic.models.pool import MaxPool2x2
+
+    x = torch.randint(-3, 4, (4, 3, 12, 12)).float()  # ties, zeros and all-negative windows
+    g = torch.randn(4, 3, 6, 6)
+    ours, usual = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_ours = nn.Sequential(MaxPool2x2(), nn.ReLU())(ours)
+    y_usual = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))(usual)
+    y_ours.backward(g)
+    y_usual.backward(g)
+    assert torch.equal(y_ours, y_usual) and torch.equal(ours.grad, usual.grad)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "lenet5_half"])
+def test_lenet_matches_the_usual_relu_then_pool_layout(name: str) -> None:
+    torch.manual_seed(0)
+    net = get_classifier(name, MNIST)
+    usual = get_classifier(name, MNIST)
+    layers = list(usual.features)
+    for i in (1, 4):  # the usual order: conv -> ReLU -> max-pool
+        layers[i], layers[i + 1] = nn.ReLU(), nn.MaxPool2d(2)
+    usual.features = nn.Sequential(*layers)
+    usual.load_state_dict(net.state_dict())  # same keys: the layout change moves no weights
+    x = torch.rand(16, 1, 28, 28)
+    net(x).square().sum().backward()
+    usual(x).square().sum().backward()
+    assert torch.equal(net(x), usual(x))
+    for (k, a), b in zip(net.named_parameters(), usual.parameters()):
+        assert torch.equal(a.grad, b.grad), k

@@ -9,6 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from mosaic.models.base import Classifier
+from mosaic.models.pool import MaxPool2x2
 from mosaic.spec import ImageSpec
 
 
@@ -21,8 +22,8 @@ def cnn_features(in_channels: int, widths: tuple[int, int, int]) -> nn.Sequentia
     """(B, C, S, S) -> (B, widths[2])."""
     w1, w2, w3 = widths
     return nn.Sequential(
-        *conv_bn_relu(in_channels, w1), nn.MaxPool2d(2),  # (B, w1, S/2, S/2)
-        *conv_bn_relu(w1, w2), nn.MaxPool2d(2),  # (B, w2, S/4, S/4)
+        *conv_bn_relu(in_channels, w1), MaxPool2x2(),  # (B, w1, S/2, S/2)
+        *conv_bn_relu(w1, w2), MaxPool2x2(),  # (B, w2, S/4, S/4)
         *conv_bn_relu(w2, w3),  # (B, w3, S/4, S/4)
         nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, w3)
     )
