@@ -31,12 +31,13 @@ def tiny_ood(n: int = 64) -> ImageData:
     return ImageData("rand", "train", images, None, ImageSpec(1, 16, (0.5,), (0.25,)), (), hflip=False)
 
 
-def two_paths(cfg: RunConfig):
+def two_paths(cfg: RunConfig, library_pooling: bool = False):
     """Library players and an identical copy driven by the reference loop (same init)."""
     torch.manual_seed(0)
     teacher = freeze(get_classifier(cfg.teacher, SPEC))
     players = build_players(cfg, teacher, "cpu")
-    loop = reference.ReferenceLoop(copy.deepcopy(players), reference.ood_loader(tiny_ood(), cfg.batch_size), cfg, "cpu")
+    loop = reference.ReferenceLoop(copy.deepcopy(players), reference.ood_loader(tiny_ood(), cfg.batch_size), cfg, "cpu",
+                                    library_pooling=library_pooling)
     batcher = Batcher(tiny_ood(), cfg.batch_size, seed=1, augment=True)
     return players, game.Streams(ood=lambda: next(batcher)[0]), loop
 
@@ -80,7 +81,10 @@ def test_variant_names_parse_in_canonical_order_with_their_parents():
     assert speed.parse_variant("library").parents() == [speed.Variant("reference")]
     w = speed.parse_variant("reference+w2")
     assert w.loader_workers == 2 and w.name == "reference+w2" and w.parents() == [speed.Variant("reference")]
-    for bad in ("library+avx", "reference+bf16", "library+bf16+fp16", "plain", "library+fold"):
+    lp = speed.parse_variant("reference+w2+libpool")
+    assert lp.name == "reference+libpool+w2" and lp.loader_workers == 2
+    for bad in ("library+avx", "reference+bf16", "library+bf16+fp16", "plain", "library+fold", "reference+w2+w4",
+                "reference+libpool+libpool", "library+libpool"):
         with pytest.raises(ValueError):
             speed.parse_variant(bad)
 
@@ -144,3 +148,29 @@ def test_train_and_evaluate_returns_a_test_accuracy_for_either_path(tmp_path, pa
     out = speed.train_and_evaluate(path, cfg, steps=3, seed=0)
     assert out["path"] == path and out["steps"] == 3 and 0 <= out["student_acc"] <= 100
     assert out["steps_per_s"] > 0 and "loss_s" in out
+
+
+def test_ratio_baseline_is_the_fastest_stock_reference_and_libpool_gets_a_note():
+    m = speed.Measurement
+    ms = [m(speed.parse_variant("reference"), [4.0, 4.0]),
+          m(speed.parse_variant("reference+libpool"), [3.0, 3.0]),  # faster, but not the stock baseline
+          m(speed.parse_variant("library+bf16+cl"), [1.0, 1.5])]
+    assert speed.baseline(ms).variant.name == "reference"
+    rows = {r["variant"]: r for r in speed.summarize(ms, steps=2, warmup=1)}
+    assert rows["library+bf16+cl"]["ratio"] == pytest.approx((4.0 + 4 / 1.5) / 2)
+    assert rows["reference+libpool"]["ratio"] == pytest.approx(4 / 3)
+    (note,) = speed.libpool_notes(ms)
+    assert "library+bf16+cl" in note and f"{(3.0 + 2.0) / 2:.2f}x" in note
+    assert speed.baseline(ms[1:]).variant.name == "reference+libpool"  # no stock reference: the libpool one
+    assert speed.libpool_notes(ms[:1] + ms[2:]) == []
+
+
+def test_reference_runs_stock_max_pool_layers_unless_asked_for_the_librarys():
+    from mosaic.models.pool import MaxPool2x2
+
+    for library_pooling in (False, True):
+        players, _, loop = two_paths(tiny_cfg(), library_pooling=library_pooling)
+        for net in (loop.teacher, loop.student):
+            kinds = {type(x) for x in net.modules()} & {MaxPool2x2, torch.nn.MaxPool2d}
+            assert kinds == ({MaxPool2x2} if library_pooling else {torch.nn.MaxPool2d})
+        assert any(isinstance(x, MaxPool2x2) for x in players.teacher.modules())  # the library's teacher is untouched

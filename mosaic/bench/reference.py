@@ -10,6 +10,9 @@ as in the original training script:
   stored image into a PIL image and applies torchvision transforms (``RandomCrop`` with zero padding,
   ``RandomHorizontalFlip`` for natural images, ``ToTensor``), then collates and moves the batch;
 - fp32, eager, default memory format;
+- stock torch layers: the library's ``MaxPool2x2`` (same numbers, a faster no-gradient path) is
+  swapped back to ``nn.MaxPool2d(2)`` in the teacher and student (``stock_pooling``), unless
+  ``library_pooling=True`` (the speed benchmark's ``reference+libpool`` variant);
 - the teacher is in eval mode but *not* frozen (``requires_grad`` stays True, as the original forgot
   ``requires_grad_(False)``): the G step backpropagates into the teacher's, the student's and the
   discriminator's parameters too, and the teacher's gradients pile up, never used;
@@ -31,6 +34,7 @@ from mosaic import losses
 from mosaic.config import RunConfig
 from mosaic.data import ImageData
 from mosaic.game import Players
+from mosaic.models.pool import MaxPool2x2
 
 
 class PILImages(Dataset):
@@ -77,19 +81,36 @@ def unfrozen_teacher(teacher: nn.Module) -> nn.Module:
     return plain.eval()
 
 
+def stock_pooling(module: nn.Module) -> nn.Module:
+    """Swap every ``MaxPool2x2`` in ``module`` (in place) for ``nn.MaxPool2d(2)``: same values and gradients.
+
+    LeNet keeps its pool-then-ReLU order (equal to ReLU-then-pool; see mosaic.models.lenet).
+    """
+    for parent in module.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, MaxPool2x2):
+                setattr(parent, name, nn.MaxPool2d(2))
+    return module
+
+
 class ReferenceLoop:
     """``loop.step()`` runs one plain MosaicKD iteration and returns its losses as floats.
 
     ``players`` gives the networks and optimisers (build them with ``mosaic.train.build_players`` at
-    fp32, no channels_last, no compile); the teacher is replaced by an unfrozen copy.
+    fp32, no channels_last, no compile); the teacher is replaced by an unfrozen copy. Unless
+    ``library_pooling``, the teacher copy and the student (in place) get stock ``nn.MaxPool2d`` layers.
     """
 
-    def __init__(self, players: Players, loader: DataLoader, cfg: RunConfig, device: str | torch.device) -> None:
+    def __init__(self, players: Players, loader: DataLoader, cfg: RunConfig, device: str | torch.device,
+                 library_pooling: bool = False) -> None:
         if cfg.method != "mosaickd" or not cfg.student_ood or players.discriminator is None:
             raise ValueError("ReferenceLoop writes out the paper's MosaicKD iteration only: method mosaickd with a "
                              f"discriminator and student_ood=True (got method={cfg.method}, student_ood="
                              f"{cfg.student_ood}, discriminator={cfg.discriminator})")
         self.teacher = unfrozen_teacher(players.teacher)
+        if not library_pooling:
+            stock_pooling(self.teacher)
+            stock_pooling(players.student)
         self.student, self.generator, self.discriminator = players.student, players.generator, players.discriminator
         self.opt_s, self.opt_g, self.opt_d = players.opt_s, players.opt_g, players.opt_d
         self.loader, self.cfg, self.device = loader, cfg, torch.device(device)
@@ -155,4 +176,4 @@ class ReferenceLoop:
         return out
 
 
-__all__ = ["PILImages", "ReferenceLoop", "ood_loader", "ood_transform", "unfrozen_teacher"]
+__all__ = ["PILImages", "ReferenceLoop", "ood_loader", "ood_transform", "stock_pooling", "unfrozen_teacher"]

@@ -14,14 +14,18 @@ Variants of the library path add options that exist in the library: ``bf16`` (au
 (CUDA), ``cl`` (channels_last: student, generator, discriminator and teacher), ``compile``
 (torch.compile of student, generator, discriminator). Under bf16/fp16 every forward runs under
 autocast, the student steps' synthesis included.
-The reference takes one option, ``w<N>``: N DataLoader worker processes.
+The reference takes ``w<N>`` (N DataLoader worker processes) and ``libpool``: the reference
+normally runs stock torch layers as the original code does (``nn.MaxPool2d``); ``libpool`` gives
+it the library's exact, faster max-pool layers (``mosaic.models.pool``) instead, so the table also
+shows how much of the speed-up is the loop and how much the pooling layers.
 
 How. Every variant lives in its own worker process (clean peak memory per variant; the workers
 build their players from the same seed), warms up, then the parent runs the workers one at a time
 in rounds, rotating the order each round, so slow drifts of a shared machine hit every variant
 alike. Reported per variant: the median over rounds of steps/s (and min, max), the median over
-rounds of the ratio to the reference measured in the same round (the fastest reference variant
-when several ran, so worker processes cannot make the baseline look slow), the compile time (warm-up time
+rounds of the ratio to the reference measured in the same round (the fastest stock reference
+variant when several ran, so worker processes cannot make the baseline look slow; the note under
+the table gives the ratio to ``reference+libpool`` too), the compile time (warm-up time
 beyond the steady-state time of as many steps), and peak memory (CPU: the worker's peak RSS;
 CUDA: ``torch.cuda.max_memory_allocated``). ``helps`` says whether adding the variant's last
 option beat every variant it extends by >= 5 %.
@@ -118,12 +122,15 @@ class Variant:
 def parse_variant(name: str) -> Variant:
     """'library+bf16+cl' -> Variant('library', {'bf16', 'cl'}); option order is free.
 
-    The reference takes one option, "w<N>": N DataLoader worker processes ('reference+w2').
+    The reference takes "w<N>" (N DataLoader worker processes: 'reference+w2') and "libpool" (the
+    library's max-pool layers instead of stock nn.MaxPool2d: 'reference+libpool').
     """
     path, *options = name.strip().split("+")
     if path == "reference":
-        if len(options) > 1 or any(not (o[:1] == "w" and o[1:].isdigit()) for o in options):
-            raise ValueError(f"variant {name!r}: the reference takes at most one option, w<N> (DataLoader workers)")
+        workers = [o for o in options if o[:1] == "w" and o[1:].isdigit()]
+        if len(workers) > 1 or set(options) - set(workers) - {"libpool"} or len(set(options)) < len(options):
+            raise ValueError(f"variant {name!r}: the reference takes w<N> (DataLoader workers, at most one) and "
+                             "libpool (the library's pooling layers)")
     elif path == "library":
         unknown = sorted(set(options) - set(OPTIONS))
         if unknown:
@@ -140,7 +147,7 @@ def default_variants(device: str, compile: bool = False, quick: bool = False) ->
     if quick:
         return [parse_variant(n) for n in QUICK_VARIANTS]
     cuda = device.startswith("cuda")
-    names = ["reference", "reference+w4" if cuda else "reference+w2", *DEFAULT_VARIANTS[1:]]
+    names = ["reference", "reference+w4" if cuda else "reference+w2", "reference+libpool", *DEFAULT_VARIANTS[1:]]
     if cuda:
         names += ["library+fp16", "library+fp16+cl"]
     if compile:
@@ -207,7 +214,7 @@ def build_step(variant: Variant, cfg: RunConfig, teacher: nn.Module, ood: ImageD
 
         workers = ref_workers if variant.loader_workers is None else variant.loader_workers
         loop = ReferenceLoop(players, ood_loader(ood, cfg.batch_size, workers, pin_memory=device.startswith("cuda")),
-                             cfg, device)
+                             cfg, device, library_pooling="libpool" in o)
         return loop.step, players, loop
     batcher = Batcher(ood, cfg.batch_size, seed=cfg.seed + 1, augment=True, device=device)
     streams = game.Streams(ood=lambda: next(batcher)[0])
@@ -417,19 +424,29 @@ def measure(setup: BenchSetup, variants: list[Variant], steps: int, rounds: int,
     return [results[v] for v in variants]
 
 
+def baseline(measurements: list[Measurement]) -> Measurement | None:
+    """The fastest stock reference variant (no libpool), else the fastest reference, else None."""
+    refs = [m for m in measurements if m.variant.path == "reference"]
+    stock = [m for m in refs if "libpool" not in m.variant.options] or refs
+    return min(stock, key=lambda m: statistics.median(m.seconds), default=None)
+
+
+def same_round_ratio(fast: Measurement, slow: Measurement) -> float:
+    """Median over rounds of slow's time / fast's time in the same round."""
+    return statistics.median([s / f for f, s in zip(fast.seconds, slow.seconds)])
+
+
 def summarize(measurements: list[Measurement], steps: int, warmup: int) -> list[dict[str, Any]]:
     """One row per variant: median/min/max steps/s, median same-round ratio to the reference, helps."""
-    refs = [m for m in measurements if m.variant.path == "reference"]
-    ref = max(refs, key=lambda m: -statistics.median(m.seconds), default=None)  # the fastest reference
+    ref = baseline(measurements)
     rows = []
     for m in measurements:
         rates = [steps / s for s in m.seconds]
-        ratios = [ref_s / s for s, ref_s in zip(m.seconds, ref.seconds)] if ref else []
         steady = statistics.median(m.seconds) / steps
         rows.append({"variant": m.variant.name, "path": m.variant.path, "precision": m.variant.precision,
                      "channels_last": "cl" in m.variant.options, "compile": "compile" in m.variant.options,
                      "steps_per_s": statistics.median(rates), "steps_per_s_min": min(rates),
-                     "steps_per_s_max": max(rates), "ratio": statistics.median(ratios) if ratios else float("nan"),
+                     "steps_per_s_max": max(rates), "ratio": same_round_ratio(m, ref) if ref else float("nan"),
                      "compile_s": max(0.0, m.warmup_s - warmup * steady) if "compile" in m.variant.options else 0.0,
                      "peak_mem_mb": m.peak_mem_mb, "mem_kind": m.mem_kind})
     by_name = {r["variant"]: r for r in rows}
@@ -438,6 +455,17 @@ def summarize(measurements: list[Measurement], steps: int, warmup: int) -> list[
         row["helps"] = "" if not parents else \
             "yes" if row["ratio"] >= HELPS_MARGIN * max(parents) else "no"
     return rows
+
+
+def libpool_notes(measurements: list[Measurement]) -> list[str]:
+    """The fastest library variant against reference+libpool (the reference with the library's pooling layers)."""
+    by_name = {m.variant.name: m for m in measurements}
+    libs = [m for m in measurements if m.variant.path == "library"]
+    if "reference+libpool" not in by_name or not libs:
+        return []
+    best = min(libs, key=lambda m: statistics.median(m.seconds))
+    return [f"against reference+libpool (the reference with the library's max-pool layers, which the stock reference "
+            f"does not have) {best.variant.name} is {same_round_ratio(best, by_name['reference+libpool']):.2f}x"]
 
 
 def machine() -> dict[str, str]:
@@ -581,16 +609,17 @@ def main(argv: list[str] | None = None) -> int:
               "ngf": cfg.ngf, "ndf": cfg.ndf, "warmup": warmup, "steps": steps, "rounds": rounds}
     rows = [{**common, **r} for r in rows]
     ood = f"synthetic x{setup.synthetic_ood}" if setup.synthetic_ood else cfg.ood
-    refs = [r for r in rows if r["path"] == "reference"]
-    baseline = max(refs, key=lambda r: r["steps_per_s"])["variant"] if refs else "nothing (no reference ran)"
+    base = baseline(measurements)
+    base_name = base.variant.name if base else "nothing (no reference ran)"
     command = " ".join(["python -m mosaic.bench speed", *(sys.argv[1:] if argv is None else argv)])
     notes = [f"`{command}`",
              f"{stamp}, {device} ({device_name(device)}), {threads} threads, torch {torch.__version__}, "
              f"load average {info['load']} at start, {machine()['load']} at end",
              f"{cfg.teacher} -> {cfg.student}, OOD {ood}, batch {cfg.batch_size}, kd_steps {cfg.kd_steps}, ngf "
              f"{cfg.ngf}, ndf {cfg.ndf}; one step = D + G + {cfg.kd_steps} student steps; {warmup} warm-up, "
-             f"{rounds} rounds x {steps} steps, ratio = median of same-round ratios to {baseline}",
+             f"{rounds} rounds x {steps} steps, ratio = median of same-round ratios to {base_name}",
              f"peak memory: {rows[0]['mem_kind']} of the variant's own process (DataLoader workers, if any, not included)"]
+    notes += libpool_notes(measurements)
     title = f"speed: {preset}{' (quick)' if a.quick else ''}, {device}"
     md = to_markdown(rows, title, notes)
     if a.phases:
