@@ -163,10 +163,26 @@ def _restore(state: dict, cfg: RunConfig, players, schedulers, batchers) -> None
     checkpoint.set_rng_state(state["rng"])
 
 
+def _finished_metrics(out: Path, cfg: RunConfig) -> dict[str, Any] | None:
+    """metrics.json of a finished run in ``out`` when it was written with ``cfg``'s parameters, else None."""
+    from mosaic.grid import same_config  # noqa: PLC0415  (grid imports this module)
+
+    path = out / "metrics.json"
+    if not path.exists():
+        return None
+    metrics = json.loads(path.read_text())
+    return metrics if same_config(metrics.get("config", {}), cfg) else None
+
+
 # ----------------------------------------------------------------------------- the loop
 
 def train(cfg: RunConfig, teacher: nn.Module | None = None, progress: bool = True) -> RunResult:
-    """Run ``cfg`` to completion (resuming from ``cfg.out_dir`` when it holds a checkpoint)."""
+    """Run ``cfg`` to completion (resuming from ``cfg.out_dir`` when it holds a checkpoint).
+
+    On a finished run of the same parameters (checkpoint at the last step and its metrics.json) this
+    loads the players from the checkpoint and returns the stored metrics: nothing is re-evaluated
+    or rewritten, so ``train`` doubles as the loader of a finished run.
+    """
     device = resolve_device(cfg.device)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -198,6 +214,9 @@ def train(cfg: RunConfig, teacher: nn.Module | None = None, progress: bool = Tru
         state = checkpoint.load(ckpt_path, map_location=device)
         _restore(state, cfg, players, schedulers, batchers)
         start, history, best, wall_s = state["step"], state["history"], state["best"], state["wall_s"]
+        stored = _finished_metrics(out, cfg) if start >= cfg.steps else None
+        if stored is not None:  # a finished run, loaded: its files stay as they were written
+            return RunResult(stored, history, players, ood, out)
     # the loop: one game step, schedules, NaN guard, evaluation, checkpoint
     t0 = time.perf_counter() - wall_s
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"{cfg.method}", disable=not progress)

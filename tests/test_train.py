@@ -124,3 +124,20 @@ def test_cli_reads_a_parameter_file_and_flags_override(tmp_path, teacher_dir):
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({**cfg.to_dict(), "steps": 50}))
     m = main(["-f", str(tmp_path / "p.yaml"), "--steps", "3"])
     assert m["steps"] == 3 and m["config"]["batch_size"] == 32
+
+
+def test_a_finished_run_is_loaded_not_evaluated_or_rewritten_again(tmp_path, teacher_dir):
+    cfg = tiny(tmp_path, teacher_dir)
+    first = train(cfg, progress=False)
+    files = {name: (first.out_dir / name).read_bytes() for name in ("metrics.json", "samples.png", "history.csv")}
+    stamps = {name: (first.out_dir / name).stat().st_mtime_ns for name in files}
+    again = train(cfg.replace(device="cpu", eval_every=3), progress=False)  # resumable changes only
+    assert again.metrics == first.metrics and len(again.history) == cfg.steps
+    assert all((first.out_dir / n).read_bytes() == b and (first.out_dir / n).stat().st_mtime_ns == stamps[n]
+               for n, b in files.items())
+    for (k, a), b in zip(first.players.student.state_dict().items(), again.players.student.state_dict().values()):
+        assert torch.equal(a, b), k  # the trained student, restored from the checkpoint
+    (first.out_dir / "metrics.json").unlink()  # checkpoint without metrics: evaluated and written again
+    third = train(cfg, progress=False)
+    assert third.metrics["student_acc"] == first.metrics["student_acc"]
+    assert (first.out_dir / "metrics.json").exists()
