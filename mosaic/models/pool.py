@@ -4,9 +4,10 @@ Why: on the CPU, PyTorch's max-pool kernel always tracks argmax indices, and in 
 vectorises across channels, so it is slow on the small, few-channel maps of LeNet-style networks
 (3-6 channels at 28x28). When no gradient is needed (a frozen teacher's forward, evaluation), the
 maximum of the four strided views of the 2x2 windows gives the same values (max is exact), about
-5x faster at 28x28 and 1.5-2x at 14x14 on this project's CPU (benchmarks/pool_ab.py measures it). When a gradient
-is needed, ``F.max_pool2d`` runs as usual: a hand-written backward that reproduces its tie-breaking
-measured slower than PyTorch's own on the CPU, so gradients are PyTorch's, bit for bit.
+5x faster at 28x28 and 1.5-2x at 14x14 on this project's CPU (benchmarks/pool_ab.py measures it).
+When a gradient is needed, ``F.max_pool2d`` runs as usual: a hand-written backward that reproduces
+its tie-breaking measured no faster than PyTorch's own on the CPU, so gradients are PyTorch's,
+bit for bit.
 
 Odd sizes drop the last row/column, like ``ceil_mode=False``; NaNs propagate, as in max_pool2d.
 ``FAST`` switches the no-gradient path off (False: always ``F.max_pool2d``), for A/B measurements.
