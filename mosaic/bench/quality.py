@@ -128,12 +128,13 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
     unique, source, seen = [], [], {}  # runs to train; for each cell, the index of the run that serves it
     for cfg in cfgs:
         key = twin_key(cfg)
-        if key is None or key not in seen:
-            seen.setdefault(key, len(unique))
-            source.append(len(unique))
-            unique.append(cfg)
-        else:
+        if key in seen:  # an OOD-free twin already queued
             source.append(seen[key])
+            continue
+        if key is not None:
+            seen[key] = len(unique)
+        source.append(len(unique))
+        unique.append(cfg)
     if jobs > 1:
         pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                    initargs=(threads,))
