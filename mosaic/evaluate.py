@@ -5,18 +5,14 @@ import torch
 import torch.nn as nn
 
 from mosaic.data import ImageData, iterate
+from mosaic.nnutil import eval_mode
 
 
 @torch.no_grad()
 def predict(model: nn.Module, data: ImageData, batch_size: int = 512, device: str | torch.device = "cpu") -> torch.Tensor:
     """Logits of ``model`` on every image of ``data`` in order: (N, K) float32 on the CPU."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model(x).float().cpu() for x, _ in iterate(data, batch_size, device)]  # [(b, K)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out)  # (N, K)
+    with eval_mode(model):
+        return torch.cat([model(x).float().cpu() for x, _ in iterate(data, batch_size, device)])  # (N, K)
 
 
 def accuracy(model: nn.Module, data: ImageData, batch_size: int = 512, device: str | torch.device = "cpu") -> float:

@@ -41,10 +41,15 @@ def local_loss(d_fake: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(d_fake.float(), torch.ones_like(d_fake, dtype=torch.float32))
 
 
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy -Σ p log p (nats) of softmax(logits) per row, in fp32: (B, K) -> (B,)."""
+    log_p = F.log_softmax(logits.float(), dim=1)  # (B, K)
+    return -(log_p.exp() * log_p).sum(dim=1)
+
+
 def align_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
     """Eq. 4, label-space alignment: mean entropy of p_T, so the teacher is confident on x."""
-    log_p = F.log_softmax(teacher_logits.float(), dim=1)  # (B, K)
-    return -(log_p.exp() * log_p).sum(dim=1).mean()
+    return entropy(teacher_logits).mean()
 
 
 def balance_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
@@ -69,5 +74,5 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), labels)
 
 
-__all__ = ["kd_loss", "discriminator_loss", "local_loss", "align_loss", "balance_loss",
+__all__ = ["kd_loss", "discriminator_loss", "local_loss", "entropy", "align_loss", "balance_loss",
            "adversarial_loss", "cross_entropy"]

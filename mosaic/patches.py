@@ -27,7 +27,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mosaic.data.select import prediction_entropy
+from mosaic.losses import entropy
+from mosaic.nnutil import eval_mode
 
 Embedding = Callable[[torch.Tensor], torch.Tensor]  # patches (N, C, p, p) -> vectors (N, F)
 
@@ -181,15 +182,10 @@ def patch_features(discriminator: nn.Module) -> Embedding:
 
     @torch.no_grad()
     def embed(patches: torch.Tensor) -> torch.Tensor:
-        was_training = discriminator.training
-        discriminator.eval()
-        try:
-            device = next(body.parameters()).device
-            out = [body(patches[k:k + 4096].to(device)).float().mean(dim=(2, 3)).cpu()
-                   for k in range(0, patches.shape[0], 4096)]  # [(b, F)]
-        finally:
-            discriminator.train(was_training)
-        return torch.cat(out)  # (N, F)
+        device = next(body.parameters()).device
+        with eval_mode(discriminator):
+            return torch.cat([body(patches[k:k + 4096].to(device)).float().mean(dim=(2, 3)).cpu()
+                              for k in range(0, patches.shape[0], 4096)])  # (N, F)
 
     return embed
 
@@ -291,7 +287,7 @@ def measure(teacher: nn.Module, x: torch.Tensor, discriminator: nn.Module | None
             feats.append(f.float().cpu())
     logits = torch.cat(logits)  # (B, K)
     log_p = torch.log_softmax(logits, dim=1)
-    out = {"confidence": log_p.exp().amax(dim=1), "entropy": prediction_entropy(logits), "pred": log_p.argmax(dim=1)}
+    out = {"confidence": log_p.exp().amax(dim=1), "entropy": entropy(logits), "pred": log_p.argmax(dim=1)}
     if discriminator is not None:
         out["d_real"] = patch_scores(discriminator, x, batch_stats).flatten(1).mean(dim=1)
     if features:

@@ -353,6 +353,19 @@ def test_entropy_subset_keeps_highest_entropy_images():
         entropy_subset(data, model, 11)
 
 
+def test_entropy_subset_restores_the_mode_when_the_model_fails():
+    class Failing(_MeanToLogits):
+        def forward(self, x):
+            super().forward(x)
+            raise RuntimeError("boom")
+
+    data = _toy(6)
+    model = Failing().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        entropy_subset(data, model, 2)
+    assert model.training and model.modes == [False]
+
+
 # --- fetch CLI ----------------------------------------------------------------------------------------
 
 def test_fetch_already_readable(capsys):

@@ -67,3 +67,36 @@ def test_losses_are_finite_under_bf16_inputs():
     for v in (losses.kd_loss(S.bfloat16(), T.bfloat16()), losses.align_loss(T.bfloat16()),
               losses.balance_loss(T.bfloat16())):
         assert v.dtype == torch.float32 and torch.isfinite(v)
+
+
+# ----------------------------------------------------------------------------- one entropy, same numbers
+
+def _old_align_loss(teacher_logits):
+    """losses.align_loss before it called losses.entropy (the reference)."""
+    log_p = F.log_softmax(teacher_logits.float(), dim=1)  # (B, K)
+    return -(log_p.exp() * log_p).sum(dim=1).mean()
+
+
+def _old_prediction_entropy(logits):
+    """mosaic.data.select.prediction_entropy before it was replaced by losses.entropy (the reference)."""
+    log_p = torch.log_softmax(logits.float(), dim=1)
+    return -(log_p.exp() * log_p).sum(dim=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(16, 10), (256, 10), (7, 100)])
+def test_align_loss_and_entropy_are_bit_identical_to_the_old_code(dtype, shape):
+    g = torch.Generator().manual_seed(shape[0])
+    logits = (torch.randn(*shape, generator=g) * 4).to(dtype)
+    assert torch.equal(losses.align_loss(logits), _old_align_loss(logits))
+    assert torch.equal(losses.entropy(logits), _old_prediction_entropy(logits))
+    a, b = logits.clone().requires_grad_(), logits.clone().requires_grad_()  # the generator's gradient too
+    losses.align_loss(a).backward()
+    _old_align_loss(b).backward()
+    assert a.grad.dtype == dtype and torch.equal(a.grad, b.grad)
+
+
+def test_entropy_per_row_by_hand():
+    p = F.softmax(T, 1)
+    torch.testing.assert_close(losses.entropy(T), -(p * p.log()).sum(1))
+    assert losses.entropy(T).shape == (16,) and losses.entropy(T.bfloat16()).dtype == torch.float32

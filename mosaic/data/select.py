@@ -10,12 +10,8 @@ import torch.nn as nn
 
 from mosaic.data.batcher import iterate
 from mosaic.data.imagedata import ImageData
-
-
-def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy -sum p log p of softmax(logits), per row: (B, K) -> (B,)."""
-    log_p = torch.log_softmax(logits.float(), dim=1)
-    return -(log_p.exp() * log_p).sum(dim=1)
+from mosaic.losses import entropy
+from mosaic.nnutil import eval_mode
 
 
 def entropy_subset(data: ImageData, model: nn.Module, n: int, batch_size: int = 512,
@@ -23,18 +19,12 @@ def entropy_subset(data: ImageData, model: nn.Module, n: int, batch_size: int = 
     """The ``n`` images of ``data`` with the highest prediction entropy under ``model``.
 
     ``model`` (already on ``device``) takes [0, 1] images of data's spec and returns logits. It runs
-    in eval mode under ``torch.no_grad``; its previous train/eval mode is restored. Ties go to the
+    in eval mode under ``torch.no_grad`` (``nnutil.eval_mode``: its modes are restored). Ties go to the
     earlier image; the kept images stay in their original order.
     """
     if not 1 <= n <= len(data):
         raise ValueError(f"n must be between 1 and len(data) = {len(data)} for {data!r}, got {n}")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            chunks = [prediction_entropy(model(x)).cpu() for x, _ in iterate(data, batch_size, device)]
-    finally:
-        model.train(was_training)
-    scores = torch.cat(chunks)  # (N,)
+    with eval_mode(model), torch.no_grad():
+        scores = torch.cat([entropy(model(x)).cpu() for x, _ in iterate(data, batch_size, device)])  # (N,)
     top = torch.sort(scores, descending=True, stable=True).indices[:n]  # (n,) highest entropy first
     return replace(data.subset(top.sort().values), name=f"{data.name}+entropy")

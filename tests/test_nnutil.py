@@ -1,0 +1,41 @@
+"""mosaic.nnutil: eval_mode sets eval inside and restores every submodule's own mode, also on errors."""
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from mosaic.nnutil import eval_mode
+
+
+def _net() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Sequential(nn.Dropout(), nn.ReLU()))
+
+
+def _modes(m: nn.Module) -> list[bool]:
+    return [s.training for s in m.modules()]
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_eval_mode_sets_eval_inside_and_restores_the_mode(training: bool) -> None:
+    net = _net().train(training)
+    with eval_mode(net) as inside:
+        assert inside is net and not any(_modes(net))
+    assert _modes(net) == [training] * len(_modes(net))
+
+
+def test_eval_mode_restores_mixed_modes_per_submodule() -> None:
+    net = _net().train()
+    net[1].eval()  # e.g. a frozen BatchNorm inside a training network
+    before = _modes(net)
+    with eval_mode(net):
+        pass
+    assert _modes(net) == before and not net[1].training and net[0].training
+
+
+def test_eval_mode_restores_the_mode_on_an_exception() -> None:
+    net = _net().train()
+    with pytest.raises(RuntimeError, match="boom"):
+        with eval_mode(net):
+            assert not net.training
+            raise RuntimeError("boom")
+    assert all(_modes(net))
