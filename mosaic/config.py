@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
 METHODS = ("mosaickd", "kd_ood", "datafree", "kd_indomain", "scratch")
 DISCRIMINATORS = ("patch", "full", "none")
@@ -65,8 +65,17 @@ class RunConfig:
     out_dir: str = "runs/demo"  # run folder: metrics.json, history.csv, checkpoint.pt, samples.png
     resume: bool = True  # continue from out_dir/checkpoint.pt when it exists
 
+    # fields that never change a run's numbers: they may differ between a run and its resumption, and two
+    # configs that differ only in them give the same results (``same_results``)
+    NEUTRAL: ClassVar[frozenset[str]] = frozenset({
+        "out_dir", "resume", "device", "eval_every", "ckpt_every", "data_root", "download", "teacher_dir",
+        "channels_last", "compile"})
+
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)  # YAML/papermill give lists
+        for f in dataclasses.fields(self):  # 1 and 1.0 are the same lr: floats are floats, so configs compare equal
+            if f.type == "float" and isinstance(getattr(self, f.name), int) and not isinstance(getattr(self, f.name), bool):
+                setattr(self, f.name, float(getattr(self, f.name)))
         _choice("method", self.method, METHODS)
         _choice("discriminator", self.discriminator, DISCRIMINATORS)
         _choice("precision", self.precision, PRECISIONS)
@@ -120,6 +129,35 @@ class RunConfig:
 
     def replace(self, **changes: Any) -> "RunConfig":
         return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    def results_key(self) -> dict[str, Any]:
+        """The fields that decide a run's numbers (all but ``NEUTRAL``), numbers typed like the defaults."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name in self.NEUTRAL:
+                continue
+            v = getattr(self, f.name)
+            out[f.name] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def results_diff(self, other: "RunConfig | Mapping[str, Any]") -> dict[str, tuple[Any, Any]]:
+        """{field: (other's value, this one's)} for every result-deciding field that differs.
+
+        ``other`` may be a saved config dict (metrics.json, a checkpoint); its missing fields take the
+        defaults. A dict this RunConfig cannot read (unknown fields, invalid values) differs in
+        ``"<config>"``, with the reason.
+        """
+        if not isinstance(other, RunConfig):
+            try:
+                other = RunConfig.from_dict(dict(other))
+            except (TypeError, ValueError) as err:
+                return {"<config>": (str(err), "readable")}
+        mine, theirs = self.results_key(), other.results_key()
+        return {k: (theirs[k], v) for k, v in mine.items() if theirs[k] != v}
+
+    def same_results(self, other: "RunConfig | Mapping[str, Any]") -> bool:
+        """True when ``other`` (a RunConfig or a saved config dict) gives the same numbers as this config."""
+        return not self.results_diff(other)
 
     def __str__(self) -> str:
         return (f"RunConfig({self.method}: {self.teacher}->{self.student} on {self.dataset}, "

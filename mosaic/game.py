@@ -13,6 +13,7 @@ MosaicKD, one iteration (paper Alg. 1 and the official loop order):
 from __future__ import annotations
 
 import contextlib
+import copy
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -88,6 +89,17 @@ def _update(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.Gr
 
 def sample_z(n: int, z_dim: int, device: torch.device | str) -> torch.Tensor:
     return torch.randn(n, z_dim, device=device)  # (B, z_dim)
+
+
+@torch.no_grad()
+def fixed_samples(generator: nn.Module, n: int, z_dim: int, device: torch.device | str, seed: int = 0) -> torch.Tensor:
+    """n synthetic images from a fixed noise seed, as the student sees them during training: (n, C, H, W) on the CPU.
+
+    The generator runs in train mode (batch-statistics BatchNorm, as in the game) on a copy, so the
+    caller's generator and its running statistics are untouched; the global RNG is not used.
+    """
+    z = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed)).to(device)  # (n, z_dim)
+    return copy.deepcopy(generator).train()(z).float().cpu()  # (n, C, H, W)
 
 
 def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_local: bool) -> dict[str, torch.Tensor]:
@@ -231,4 +243,4 @@ def step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str
 
 
 __all__ = ["Players", "Streams", "step", "STEPS", "autocast", "no_param_grads", "generator_losses",
-           "discriminator_update", "student_kd_update", "sample_z"]
+           "discriminator_update", "student_kd_update", "sample_z", "fixed_samples"]

@@ -10,9 +10,9 @@ Run folders are named by the config, not by the row: ``{out_root}/{label}/seed{s
 none do; long labels end in a hash). Two rows with the same config share one run, and changing a
 parameter (say ``steps``) sends the grid to new folders without touching the old ones.
 
-A run is *done* when its folder holds a ``metrics.json`` whose config equals the run's, up to the
-fields that cannot change results (``mosaic.train.RESUMABLE_CHANGES``: out_dir, device, eval_every,
-...). ``run_grid`` skips done runs, resumes interrupted ones from their ``checkpoint.pt`` and raises
+A run is *done* when its folder holds a ``metrics.json`` whose config gives the same results as the
+run's (``RunConfig.same_results``: equal up to ``RunConfig.NEUTRAL``, the fields such as out_dir,
+device or eval_every that cannot change a number). ``run_grid`` skips done runs, resumes interrupted ones from their ``checkpoint.pt`` and raises
 ``StaleRunError`` for a folder written with another config. Runs go through the library
 (``mosaic.train.train``) or, with ``backend="papermill"``, through ``notebooks/02_train.ipynb``
 (an executed copy is kept in each run folder). ``collect`` turns the runs' metrics.json files into
@@ -30,9 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from mosaic.config import RunConfig
-from mosaic.train import RESUMABLE_CHANGES
+from mosaic.train import train
 
-NEUTRAL_FIELDS = frozenset(RESUMABLE_CHANGES)  # RunConfig fields that never change a run's final numbers
 MAX_LABEL = 80  # longer folder labels are cut and end in a hash
 METRIC_COLUMNS = ("student_acc", "student_acc_valsel", "agreement", "teacher_acc", "wall_s")
 
@@ -61,29 +60,10 @@ class GridRun:
 
 # ----------------------------------------------------------------------------- expansion
 
-def _defaults() -> dict[str, Any]:
-    return RunConfig().to_dict()
-
-
-def _canonical(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Fields that can change results, with numbers typed like RunConfig's defaults (0 and 0.0 agree)."""
-    defaults = _defaults()
-    out = {}
-    for k, v in cfg.items():
-        if k in NEUTRAL_FIELDS:
-            continue
-        if isinstance(defaults.get(k), float) and isinstance(v, (int, float)) and not isinstance(v, bool):
-            v = float(v)
-        elif isinstance(v, tuple):
-            v = list(v)
-        out[k] = v
-    return out
-
-
 def run_label(cfg: RunConfig) -> str:
     """Folder label of a config: its result-changing non-default fields, e.g. ``steps=100,w_local=0.0``."""
-    defaults = _canonical(_defaults())
-    diff = {k: v for k, v in _canonical(cfg.to_dict()).items() if k != "seed" and v != defaults[k]}
+    defaults = RunConfig().results_key()
+    diff = {k: v for k, v in cfg.results_key().items() if k != "seed" and v != defaults[k]}
     if not diff:
         return "default"
     text = ",".join(f"{k}={v}" for k, v in sorted(diff.items()))
@@ -147,15 +127,6 @@ def unique_runs(runs: Sequence[GridRun]) -> list[GridRun]:
 
 # ----------------------------------------------------------------------------- is it done?
 
-def same_config(saved: Mapping[str, Any], cfg: RunConfig) -> bool:
-    """True when a saved config dict gives the same results as ``cfg`` (missing fields take defaults)."""
-    try:
-        saved_cfg = RunConfig.from_dict(dict(saved))
-    except (TypeError, ValueError):
-        return False  # written by a RunConfig with fields we no longer know
-    return _canonical(saved_cfg.to_dict()) == _canonical(cfg.to_dict())
-
-
 def status(run: GridRun) -> str:
     """``done`` (metrics.json of this config), ``partial`` (a checkpoint, no metrics) or ``todo``.
 
@@ -163,9 +134,8 @@ def status(run: GridRun) -> str:
     """
     if run.metrics_path.exists():
         saved = json.loads(run.metrics_path.read_text()).get("config", {})
-        if not same_config(saved, run.config):
-            was, now = _canonical({**_defaults(), **saved}), _canonical(run.config.to_dict())
-            diff = {k: (was.get(k), now.get(k)) for k in {**was, **now} if was.get(k) != now.get(k)}
+        diff = run.config.results_diff(saved)
+        if diff:
             raise StaleRunError(f"{run.metrics_path} was written with other parameters {diff} (saved, asked); "
                                 "delete that folder or use another out_root")
         return "done"
@@ -175,8 +145,6 @@ def status(run: GridRun) -> str:
 # ----------------------------------------------------------------------------- running
 
 def _train_api(cfg: RunConfig) -> None:
-    from mosaic.train import train
-
     train(cfg, progress=False)
 
 
@@ -364,9 +332,9 @@ def _store_main(argv: Sequence[str] | None = None) -> None:
         print(f"{nb}: executed in {time.perf_counter() - t0:.0f} s")
 
 
-__all__ = ["GridRun", "StaleRunError", "expand", "unique_runs", "run_label", "same_config", "status", "run_grid",
+__all__ = ["GridRun", "StaleRunError", "expand", "unique_runs", "run_label", "status", "run_grid",
            "run_notebook", "strip_execution_metadata", "read_metrics", "load_metrics", "collect", "summarize",
-           "ablation_grid", "NEUTRAL_FIELDS"]
+           "ablation_grid"]
 
 if __name__ == "__main__":
     _store_main()

@@ -7,7 +7,6 @@ only; the kept epoch is chosen on the validation split.
 from __future__ import annotations
 
 import math
-import types
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 from mosaic import checkpoint, losses
 from mosaic.data import Batcher, get_dataset
 from mosaic.evaluate import accuracy
-from mosaic.models import get_classifier
+from mosaic.models import Classifier, get_classifier
 
 
 @dataclass
@@ -35,16 +34,9 @@ class TeacherConfig:
     download: bool = False  # allow torchvision downloads
 
 
-def _stay_in_eval(self: nn.Module, mode: bool = True) -> nn.Module:
-    return self  # a frozen teacher ignores .train(): parent modules cannot flip it back
-
-
-def freeze(model: nn.Module) -> nn.Module:
-    """Freeze once, where the teacher is built: eval mode for good, no parameter gradients."""
-    model.eval()
-    model.requires_grad_(False)
-    model.train = types.MethodType(_stay_in_eval, model)
-    return model
+def freeze(model: Classifier) -> Classifier:
+    """Freeze once, where the teacher is built: eval mode for good (``Classifier.frozen``), no parameter gradients."""
+    return model.freeze()
 
 
 def cache_path(cfg: TeacherConfig, cache_dir: str | Path) -> Path:
@@ -90,26 +82,33 @@ def train_teacher(cfg: TeacherConfig, device: str | torch.device = "cpu", progre
     return model, info
 
 
+def _with_info(model: Classifier, info: dict) -> tuple[Classifier, dict]:
+    """Frozen model carrying its provenance as ``model.info`` (it travels with the module into ``train``)."""
+    model.info = info
+    return freeze(model), info
+
+
 def load_teacher(path: str | Path, device: str | torch.device = "cpu", data_root: str | None = None) -> tuple[nn.Module, dict]:
-    """Load a teacher file written by ``get_teacher`` (frozen)."""
+    """Load a teacher file written by ``get_teacher`` (frozen); its info gains the file's ``path``."""
     ckpt = checkpoint.load(path)
     cfg = TeacherConfig(**ckpt["info"]["config"])
     spec = ckpt.get("spec") or get_dataset(cfg.dataset, "test", root=data_root or cfg.data_root).spec
     model = get_classifier(cfg.arch, spec)
     model.load_state_dict(ckpt["state_dict"])
-    return freeze(model.to(device)), ckpt["info"]
+    return _with_info(model.to(device), {**ckpt["info"], "path": str(path)})
 
 
 def get_teacher(cfg: TeacherConfig, cache_dir: str | Path = "checkpoints/teachers", device: str | torch.device = "cpu",
                 progress: bool = True) -> tuple[nn.Module, dict]:
-    """The cached teacher for ``cfg`` if one exists, else train and cache it. Always frozen."""
+    """The cached teacher for ``cfg`` if one exists, else train and cache it. Always frozen, with ``info``:
+    val/test accuracy, best epoch, training config, file ``path`` and whether it was ``cached``."""
     path = cache_path(cfg, cache_dir)
     if path.exists():
         model, info = load_teacher(path, device, data_root=cfg.data_root)
-        return model, {**info, "path": str(path), "cached": True}
+        return _with_info(model, {**info, "cached": True})
     model, info = train_teacher(cfg, device, progress)
     checkpoint.save_atomic({"state_dict": model.state_dict(), "spec": model.spec, "info": info}, path)
-    return freeze(model), {**info, "path": str(path), "cached": False}
+    return _with_info(model, {**info, "path": str(path), "cached": False})
 
 
 __all__ = ["TeacherConfig", "freeze", "train_teacher", "get_teacher", "load_teacher", "cache_path"]

@@ -1,11 +1,14 @@
 """The thin training loop: build a run from a RunConfig, play ``game.step``, evaluate, checkpoint.
 
-This is the only module that writes a run folder:
+``train(cfg)`` trains (resuming from ``cfg.out_dir`` when it holds a checkpoint); ``load_run(out_dir)``
+reads a finished run folder back, whatever its config, and never trains. What a run folder holds:
   {out_dir}/checkpoint.pt   every network, optimiser, scheduler, scaler, RNG and batcher state,
                             the step, the history and the config (atomic; resume-exact on CPU)
   {out_dir}/history.csv     one row per step (losses, lr, val_acc every eval_every steps)
   {out_dir}/metrics.json    final metrics + the exact config
   {out_dir}/samples.png     a grid of synthetic images (generator methods)
+train() writes these files; ``mosaic.grid`` adds an executed notebook copy when it runs a grid through
+papermill.
 
 Command line: ``python -m mosaic.train --method kd_ood --steps 100 --out_dir runs/x`` (every RunConfig
 field is a flag; ``-f params.yaml`` reads a parameter file first).
@@ -19,12 +22,13 @@ import io
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from mosaic import checkpoint, game
@@ -32,19 +36,20 @@ from mosaic.config import RunConfig, resolve_device
 from mosaic.data import Batcher, ImageData, adapt, entropy_subset, get_dataset
 from mosaic.evaluate import accuracy, evaluate
 from mosaic.models import Generator, get_classifier, get_discriminator
-from mosaic.teacher import TeacherConfig, get_teacher, load_teacher
-
-# fields that may change between a run and its resumption without changing its results
-RESUMABLE_CHANGES = {"out_dir", "resume", "device", "eval_every", "ckpt_every", "data_root", "download", "teacher_dir",
-                     "channels_last", "compile"}
+from mosaic.teacher import TeacherConfig, cache_path, get_teacher, load_teacher
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN/inf; the message names it and the last good checkpoint."""
+    """A loss became NaN/inf; the message names it and the last good checkpoint; ``row`` is the step's row."""
+
+    def __init__(self, message: str, row: dict[str, float] | None = None) -> None:
+        super().__init__(message)
+        self.row = row
 
 
 @dataclass
 class RunResult:
+    config: RunConfig  # the run's own config (as saved in its folder)
     metrics: dict[str, Any]  # what metrics.json holds
     history: list[dict[str, float]]  # one dict per step
     players: game.Players  # the trained networks (teacher frozen)
@@ -52,16 +57,33 @@ class RunResult:
     out_dir: Path
 
 
+@dataclass
+class LoopState:
+    """Where the loop stands: what a checkpoint holds besides the networks."""
+
+    step: int = 0  # outer iterations done
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per step
+    best: dict[str, Any] = field(default_factory=lambda: {"val_acc": -1.0, "step": -1, "student": None})
+    wall_s: float = 0.0  # training seconds so far (resumed runs add up)
+
+
 # ----------------------------------------------------------------------------- building a run
 
-def build_teacher(cfg: RunConfig, device: str, progress: bool = True) -> tuple[nn.Module, dict]:
-    """Load ``cfg.teacher_ckpt`` or the cached teacher (training it if needed). Frozen either way."""
-    if cfg.teacher_ckpt:
-        teacher, info = load_teacher(cfg.teacher_ckpt, device, data_root=cfg.data_root)
-        return teacher, {**info, "path": cfg.teacher_ckpt}
-    tcfg = TeacherConfig(dataset=cfg.dataset, arch=cfg.teacher, epochs=cfg.teacher_epochs, seed=cfg.teacher_seed,
+def teacher_config(cfg: RunConfig) -> TeacherConfig:
+    """The TeacherConfig a run trains (or finds cached) when it has no ``teacher_ckpt``."""
+    return TeacherConfig(dataset=cfg.dataset, arch=cfg.teacher, epochs=cfg.teacher_epochs, seed=cfg.teacher_seed,
                          data_root=cfg.data_root, download=cfg.download)
-    return get_teacher(tcfg, cfg.teacher_dir, device, progress)
+
+
+def build_teacher(cfg: RunConfig, device: str, progress: bool = True) -> tuple[nn.Module, dict]:
+    """Load ``cfg.teacher_ckpt`` or the cached teacher (training it if needed). Frozen either way.
+
+    Returns the teacher and its provenance (also kept on the module as ``teacher.info``, so a teacher
+    passed to ``train`` keeps it): file, whether it came from the cache, training config, val/test accuracy.
+    """
+    if cfg.teacher_ckpt:
+        return load_teacher(cfg.teacher_ckpt, device, data_root=cfg.data_root)
+    return get_teacher(teacher_config(cfg), cfg.teacher_dir, device, progress)
 
 
 def build_ood(cfg: RunConfig, teacher: nn.Module, device: str) -> ImageData:
@@ -97,6 +119,24 @@ def build_players(cfg: RunConfig, teacher: nn.Module, device: str) -> game.Playe
     return players
 
 
+def build_streams(cfg: RunConfig, teacher: nn.Module, device: str) -> tuple[game.Streams, dict[str, Batcher], ImageData | None]:
+    """Where the game draws real images: the OOD stream and/or the in-domain one, by method.
+
+    Returns the streams, their batchers (checkpointed with the run) and the OOD images (None if unused).
+    """
+    streams, batchers, ood = game.Streams(), {}, None
+    if cfg.uses_ood:
+        ood = build_ood(cfg, teacher, device)
+        batchers["ood"] = Batcher(ood, min(cfg.batch_size, len(ood)), seed=cfg.seed + 1, augment=True, device=device)
+        streams.ood = lambda: next(batchers["ood"])[0]
+    if cfg.method in ("kd_indomain", "scratch"):
+        train_data = get_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download)
+        batchers["indomain"] = Batcher(train_data, min(cfg.batch_size, len(train_data)), seed=cfg.seed + 2,
+                                       augment=True, device=device)
+        streams.indomain = lambda: next(batchers["indomain"])
+    return streams, batchers, ood
+
+
 def build_schedulers(players: game.Players, steps: int) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
     """Cosine to 0 over ``steps`` outer iterations, stepped once per iteration (all players)."""
     cosine = lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))  # noqa: E731
@@ -130,9 +170,11 @@ def _history_csv(history: list[dict[str, float]]) -> str:
     return buf.getvalue()
 
 
-def _save(path: Path, cfg: RunConfig, step: int, players, schedulers, batchers, history, best, wall_s) -> None:
-    state = {
-        "config": cfg.to_dict(), "step": step, "wall_s": wall_s, "history": history, "best": best,
+def _save(out: Path, cfg: RunConfig, state: LoopState, players: game.Players, schedulers, batchers) -> None:
+    """checkpoint.pt (everything a resume needs) and history.csv, each written atomically."""
+    ckpt = {
+        "config": cfg.to_dict(), "step": state.step, "wall_s": state.wall_s, "history": state.history,
+        "best": state.best,
         "models": {k: m.state_dict() for k, m in _modules(players).items()},
         "optimizers": {k: o.state_dict() for k, o in _optimizers(players).items()},
         "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
@@ -140,126 +182,196 @@ def _save(path: Path, cfg: RunConfig, step: int, players, schedulers, batchers, 
         "batchers": {k: b.state_dict() for k, b in batchers.items()},
         "rng": checkpoint.rng_state(),
     }
-    checkpoint.save_atomic(state, path / "checkpoint.pt")
-    checkpoint.write_text_atomic(_history_csv(history), path / "history.csv")
+    checkpoint.save_atomic(ckpt, out / "checkpoint.pt")
+    checkpoint.write_text_atomic(_history_csv(state.history), out / "history.csv")
 
 
-def _restore(state: dict, cfg: RunConfig, players, schedulers, batchers) -> None:
-    saved = RunConfig.from_dict(state["config"]).to_dict()
-    diff = {k: (saved[k], v) for k, v in cfg.to_dict().items() if saved[k] != v and k not in RESUMABLE_CHANGES}
-    if diff:
-        raise ValueError(f"{cfg.out_dir}/checkpoint.pt was written with other parameters {diff} (saved, now); "
-                         "pass resume=False to start over or choose another out_dir")
+def _load_players(ckpt: dict, players: game.Players) -> None:
     for k, m in _modules(players).items():
-        m.load_state_dict(state["models"][k])
+        m.load_state_dict(ckpt["models"][k])
     for k, o in _optimizers(players).items():
-        o.load_state_dict(state["optimizers"][k])
+        o.load_state_dict(ckpt["optimizers"][k])
+
+
+def _resume(out: Path, cfg: RunConfig, players: game.Players, schedulers, batchers, device: str) -> LoopState:
+    """The state of ``out/checkpoint.pt`` restored into the players, schedules, batchers and RNGs;
+    a fresh LoopState when there is no checkpoint or ``cfg.resume`` is off."""
+    path = out / "checkpoint.pt"
+    if not (cfg.resume and path.exists()):
+        return LoopState()
+    ckpt = checkpoint.load(path, map_location=device)
+    diff = cfg.results_diff(ckpt["config"])
+    if diff:
+        raise ValueError(f"{path} was written with other parameters {diff} (saved, now); "
+                         "pass resume=False to start over or choose another out_dir")
+    _load_players(ckpt, players)
     for k, s in schedulers.items():
-        s.load_state_dict(state["schedulers"][k])
+        s.load_state_dict(ckpt["schedulers"][k])
     for k, s in players.scalers.items():
-        s.load_state_dict(state["scalers"][k])
+        s.load_state_dict(ckpt["scalers"][k])
     for k, b in batchers.items():
-        b.load_state_dict(state["batchers"][k])
-    checkpoint.set_rng_state(state["rng"])
+        b.load_state_dict(ckpt["batchers"][k])
+    checkpoint.set_rng_state(ckpt["rng"])
+    return LoopState(ckpt["step"], ckpt["history"], ckpt["best"], ckpt["wall_s"])
 
 
-def _finished_metrics(out: Path, cfg: RunConfig) -> dict[str, Any] | None:
-    """metrics.json of a finished run in ``out`` when it was written with ``cfg``'s parameters, else None."""
-    from mosaic.grid import same_config  # noqa: PLC0415  (grid imports this module)
+def finished(out_dir: str | Path, cfg: RunConfig | None = None) -> bool:
+    """True when ``out_dir`` holds a finished run (metrics.json and checkpoint.pt), of ``cfg``'s results if given."""
+    out = Path(out_dir)
+    if not ((out / "metrics.json").exists() and (out / "checkpoint.pt").exists()):
+        return False
+    return cfg is None or cfg.same_results(json.loads((out / "metrics.json").read_text()).get("config", {}))
 
-    path = out / "metrics.json"
-    if not path.exists():
-        return None
-    metrics = json.loads(path.read_text())
-    return metrics if same_config(metrics.get("config", {}), cfg) else None
+
+# ----------------------------------------------------------------------------- reading a finished run
+
+def _find_teacher(cfg: RunConfig, metrics: dict[str, Any], out: Path) -> Path:
+    """The teacher file of a finished run: the one it recorded, else its teacher_ckpt, else the cache."""
+    candidates = [metrics.get("teacher_info", {}).get("path"), cfg.teacher_ckpt,
+                  cache_path(teacher_config(cfg), cfg.teacher_dir)]
+    for c in candidates:
+        if c and Path(c).exists():
+            return Path(c)
+    looked = ", ".join(str(c) for c in candidates if c)
+    raise FileNotFoundError(f"the teacher of the run in {out} is not on disk (looked at {looked}); pass it as "
+                            "load_run(out_dir, teacher=...) or retrain it with mosaic.train.build_teacher(config)")
+
+
+def load_run(out_dir: str | Path, device: str = "auto", teacher: nn.Module | None = None) -> RunResult:
+    """Read a finished run folder: its config, players (from checkpoint.pt), history and metrics.
+
+    Never trains and writes nothing: the run's own config (from its metrics.json) decides the players,
+    so any finished run loads, whatever its parameters. The teacher comes from the file the run recorded
+    (or ``teacher``); the OOD images are rebuilt as the run saw them. The global RNGs are left as they were.
+    """
+    out = Path(out_dir)
+    if not (out / "metrics.json").exists():
+        raise FileNotFoundError(f"{out} holds no finished run (no metrics.json); train one with "
+                                f"mosaic.train.train(RunConfig(out_dir={str(out)!r}, ...)) or point at a finished run")
+    metrics = json.loads((out / "metrics.json").read_text())
+    cfg = RunConfig.from_dict(metrics["config"])
+    device = resolve_device(device)
+    rng = checkpoint.rng_state()
+    if teacher is None:
+        teacher, _ = load_teacher(_find_teacher(cfg, metrics, out), device, data_root=cfg.data_root)
+    players = build_players(cfg.replace(compile=False), teacher, device)
+    ckpt = checkpoint.load(out / "checkpoint.pt", map_location=device)
+    _load_players(ckpt, players)
+    ood = build_ood(cfg, teacher, device) if cfg.uses_ood else None
+    checkpoint.set_rng_state(rng)
+    return RunResult(cfg, metrics, ckpt["history"], players, ood, out)
 
 
 # ----------------------------------------------------------------------------- the loop
 
-def train(cfg: RunConfig, teacher: nn.Module | None = None, progress: bool = True) -> RunResult:
-    """Run ``cfg`` to completion (resuming from ``cfg.out_dir`` when it holds a checkpoint).
+def iterate(players: game.Players, streams: game.Streams, schedulers: dict, cfg: RunConfig, device: str,
+            step: int) -> dict[str, float]:
+    """One iteration of the loop, as ``train`` runs it: ``game.step``, the schedules, the NaN guard.
 
-    On a finished run of the same parameters (checkpoint at the last step and its metrics.json) this
-    loads the players from the checkpoint and returns the stored metrics: nothing is re-evaluated
-    or rewritten, so ``train`` doubles as the loader of a finished run.
+    Returns the history row of step ``step`` (1-based); raises NonFiniteLossError (with the row) when a
+    loss is NaN/inf. The benchmarks time this function, so they time the loop users run.
     """
-    device = resolve_device(cfg.device)
+    row = {"step": step, "lr_s": players.opt_s.param_groups[0]["lr"], **game.step(players, streams, cfg, device)}
+    for s in schedulers.values():
+        s.step()
+    bad = [k for k, v in row.items() if not math.isfinite(v)]
+    if bad:
+        raise NonFiniteLossError(f"{', '.join(bad)} became {row[bad[0]]} at step {step} of {cfg.method}", row)
+    return row
+
+
+def _snapshot(student: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in _unwrap(student).state_dict().items()}
+
+
+def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, streams: game.Streams,
+          schedulers: dict, batchers: dict, val: ImageData, device: str, progress: bool) -> LoopState:
+    """Iterate from ``state.step`` to ``cfg.steps``: evaluate every eval_every, checkpoint every ckpt_every."""
+    t0 = time.perf_counter() - state.wall_s
+    bar = tqdm(range(state.step, cfg.steps), initial=state.step, total=cfg.steps, desc=cfg.method,
+               disable=not progress)
+    for it in bar:
+        try:
+            row = iterate(players, streams, schedulers, cfg, device, it + 1)
+        except NonFiniteLossError as err:  # keep every step up to this one, name the last good checkpoint
+            state.history.append(err.row)
+            checkpoint.write_text_atomic(_history_csv(state.history), out / "history.csv")
+            path = out / "checkpoint.pt"
+            last = f"{path} (step {checkpoint.load(path)['step']})" if path.exists() else "none written yet"
+            raise NonFiniteLossError(f"{err}; last good checkpoint: {last}. history.csv has every step up to "
+                                     "this one.", err.row) from None
+        state.history.append(row)
+        state.step = it + 1
+        done = state.step == cfg.steps
+        if (cfg.eval_every and state.step % cfg.eval_every == 0) or done:
+            row["val_acc"] = accuracy(players.student, val, device=device)
+            if row["val_acc"] > state.best["val_acc"]:
+                state.best = {"val_acc": row["val_acc"], "step": state.step, "student": _snapshot(players.student)}
+            bar.set_postfix(loss_s=f"{row['loss_s']:.3f}", val_acc=f"{row['val_acc']:.1f}")
+        if (cfg.ckpt_every and state.step % cfg.ckpt_every == 0) or done:
+            state.wall_s = time.perf_counter() - t0
+            _save(out, cfg, state, players, schedulers, batchers)
+    bar.close()
+    state.wall_s = time.perf_counter() - t0
+    return state
+
+
+def _final_metrics(cfg: RunConfig, state: LoopState, players: game.Players, test: ImageData,
+                   ood: ImageData | None, device: str) -> dict[str, Any]:
+    """The last student (the headline) and the val-selected one on the test split, with provenance."""
+    teacher = players.teacher
+    metrics = {"method": cfg.method, "dataset": cfg.dataset, "ood": cfg.ood, "steps": cfg.steps,
+               **evaluate(players.student, teacher, test, device=device)}
+    if state.best["student"] is not None:
+        selected = get_classifier(cfg.student, teacher.spec).to(device)
+        selected.load_state_dict(state.best["student"])
+        metrics["student_acc_valsel"] = accuracy(selected, test, device=device)
+        metrics["valsel_step"] = state.best["step"]
+        metrics["valsel_val_acc"] = state.best["val_acc"]
+    info = getattr(teacher, "info", None) or {"source": "a module passed to train() without provenance"}
+    metrics.update({"wall_s": round(state.wall_s, 2), "device": str(device), "torch": torch.__version__,
+                    "n_ood": len(ood) if ood is not None else 0, "teacher_info": info, "config": cfg.to_dict()})
+    return metrics
+
+
+def _write_samples(generator: nn.Module, path: Path, z_dim: int, device: str, n: int = 64) -> None:
+    """samples.png: a grid of n fixed-noise samples (``game.fixed_samples``), written atomically."""
+    x = game.fixed_samples(generator, n, z_dim, device)  # (n, C, H, W)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    save_image(x.clamp(0, 1), tmp, nrow=8, padding=1, pad_value=1.0)
+    tmp.replace(path)
+
+
+def train(cfg: RunConfig, teacher: nn.Module | None = None, progress: bool = True) -> RunResult:
+    """Run ``cfg`` to completion, resuming from ``cfg.out_dir`` when it holds a checkpoint of the same results.
+
+    A folder that already holds this run finished (``finished``) is not trained again: it is read with
+    ``load_run``. ``teacher``: a frozen teacher to use instead of building ``cfg``'s (its ``info`` is recorded).
+    """
     out = Path(cfg.out_dir)
+    if cfg.resume and finished(out, cfg):
+        return load_run(out, device=cfg.device, teacher=teacher)
+    device = resolve_device(cfg.device)
     out.mkdir(parents=True, exist_ok=True)
-    # setup: seeds, teacher, data, players
+    # setup: seeds, teacher, data, players (this order fixes every random draw of the run)
     checkpoint.seed_everything(cfg.seed)
-    teacher_info: dict[str, Any] = {}
     if teacher is None:
-        teacher, teacher_info = build_teacher(cfg, device, progress)
+        teacher, _ = build_teacher(cfg, device, progress)
     checkpoint.seed_everything(cfg.seed)  # the run's randomness does not depend on the teacher's cache state
     val = get_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download)
     test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
     players = build_players(cfg, teacher, device)
     schedulers = build_schedulers(players, cfg.steps)
-    streams, batchers, ood = game.Streams(), {}, None
-    if cfg.uses_ood:
-        ood = build_ood(cfg, teacher, device)
-        batchers["ood"] = Batcher(ood, min(cfg.batch_size, len(ood)), seed=cfg.seed + 1, augment=True, device=device)
-        streams.ood = lambda: next(batchers["ood"])[0]
-    if cfg.method in ("kd_indomain", "scratch"):
-        train_data = get_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download)
-        batchers["indomain"] = Batcher(train_data, min(cfg.batch_size, len(train_data)), seed=cfg.seed + 2,
-                                       augment=True, device=device)
-        streams.indomain = lambda: next(batchers["indomain"])
-    # resume
-    start, history, wall_s = 0, [], 0.0
-    best = {"val_acc": -1.0, "step": -1, "student": None}
-    ckpt_path = out / "checkpoint.pt"
-    if cfg.resume and ckpt_path.exists():
-        state = checkpoint.load(ckpt_path, map_location=device)
-        _restore(state, cfg, players, schedulers, batchers)
-        start, history, best, wall_s = state["step"], state["history"], state["best"], state["wall_s"]
-        stored = _finished_metrics(out, cfg) if start >= cfg.steps else None
-        if stored is not None:  # a finished run, loaded: its files stay as they were written
-            return RunResult(stored, history, players, ood, out)
-    # the loop: one game step, schedules, NaN guard, evaluation, checkpoint
-    t0 = time.perf_counter() - wall_s
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"{cfg.method}", disable=not progress)
-    for it in bar:
-        row = {"step": it + 1, "lr_s": players.opt_s.param_groups[0]["lr"], **game.step(players, streams, cfg, device)}
-        history.append(row)
-        for s in schedulers.values():
-            s.step()
-        bad = [k for k, v in row.items() if not math.isfinite(v)]
-        if bad:
-            checkpoint.write_text_atomic(_history_csv(history), out / "history.csv")
-            last = f"{ckpt_path} (step {checkpoint.load(ckpt_path)['step']})" if ckpt_path.exists() else "none written yet"
-            raise NonFiniteLossError(f"{', '.join(bad)} became {row[bad[0]]} at step {it + 1} of {cfg.method}; "
-                                     f"last good checkpoint: {last}. history.csv has every step up to this one.")
-        done = it + 1 == cfg.steps
-        if (cfg.eval_every and (it + 1) % cfg.eval_every == 0) or done:
-            row["val_acc"] = accuracy(players.student, val, device=device)
-            if row["val_acc"] > best["val_acc"]:
-                best = {"val_acc": row["val_acc"], "step": it + 1,
-                        "student": {k: v.detach().clone() for k, v in _unwrap(players.student).state_dict().items()}}
-            bar.set_postfix(loss_s=f"{row['loss_s']:.3f}", val_acc=f"{row['val_acc']:.1f}")
-        if (cfg.ckpt_every and (it + 1) % cfg.ckpt_every == 0) or done:
-            _save(out, cfg, it + 1, players, schedulers, batchers, history, best, time.perf_counter() - t0)
-    bar.close()
-    wall_s = time.perf_counter() - t0
-    # final metrics: the last student (the headline) and the val-selected one, on the test split
-    metrics = {"method": cfg.method, "dataset": cfg.dataset, "ood": cfg.ood, "steps": cfg.steps,
-               **evaluate(players.student, teacher, test, device=device)}
-    if best["student"] is not None:
-        selected = get_classifier(cfg.student, teacher.spec).to(device)
-        selected.load_state_dict(best["student"])
-        metrics["student_acc_valsel"] = accuracy(selected, test, device=device)
-        metrics["valsel_step"] = best["step"]
-        metrics["valsel_val_acc"] = best["val_acc"]
-    metrics.update({"wall_s": round(wall_s, 2), "device": str(device), "torch": torch.__version__,
-                    "n_ood": len(ood) if ood is not None else 0,
-                    "teacher_info": {k: v for k, v in teacher_info.items() if k != "config"},
-                    "config": cfg.to_dict()})
-    checkpoint.write_text_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
+    streams, batchers, ood = build_streams(cfg, teacher, device)
+    # resume, play, evaluate, write: metrics.json last, so it marks a finished run
+    state = _resume(out, cfg, players, schedulers, batchers, device)
+    state = _loop(cfg, out, state, players, streams, schedulers, batchers, val, device, progress)
+    metrics = _final_metrics(cfg, state, players, test, ood, device)
     if players.generator is not None:
-        from mosaic.viz import save_samples
-        save_samples(players.generator, out / "samples.png", z_dim=cfg.z_dim, device=device)
-    return RunResult(metrics, history, players, ood, out)
+        _write_samples(players.generator, out / "samples.png", cfg.z_dim, device)
+    checkpoint.write_text_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
+    return RunResult(cfg, metrics, state.history, players, ood, out)
+
 
 
 # ----------------------------------------------------------------------------- command line

@@ -42,3 +42,23 @@ def test_yaml_lists_become_tuples():
 def test_from_namespace_picks_only_fields():
     cfg = RunConfig.from_namespace({"method": "kd_ood", "steps": 7, "plt": object(), "_": 1})
     assert cfg.method == "kd_ood" and cfg.steps == 7 and cfg.seed == RunConfig().seed
+
+
+def test_same_results_ignores_neutral_fields_and_int_float_spelling():
+    cfg = RunConfig(lr_s=0.1, w_local=1.0)
+    neutral = {"out_dir": "elsewhere", "device": "cpu", "eval_every": 3, "ckpt_every": 7, "resume": False,
+               "compile": True, "channels_last": True, "data_root": "d", "teacher_dir": "t", "download": True}
+    assert set(neutral) == RunConfig.NEUTRAL
+    assert cfg.same_results(cfg.replace(**neutral)) and cfg.same_results(cfg.replace(**neutral).to_dict())
+    assert cfg.same_results({**cfg.to_dict(), "w_local": 1})  # an int in a saved dict is the same float
+    assert RunConfig(w_local=1).w_local == 1.0 and isinstance(RunConfig(w_local=1).w_local, float)
+
+
+def test_results_diff_names_each_differing_field_saved_first():
+    cfg = RunConfig(steps=50)
+    assert cfg.results_diff(RunConfig(steps=20, seed=3)) == {"steps": (20, 50), "seed": (3, 0)}
+    assert not cfg.same_results(RunConfig(steps=20))
+    saved = cfg.to_dict()
+    del saved["t_kd"]  # a config saved before this field existed: its default applies
+    assert cfg.same_results(saved)
+    assert "<config>" in cfg.results_diff({**saved, "no_such_field": 1})  # unreadable: never the same

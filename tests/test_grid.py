@@ -7,7 +7,6 @@ import pytest
 
 from mosaic import grid
 from mosaic.config import RunConfig
-from mosaic.train import RESUMABLE_CHANGES
 
 BASE = {"steps": 30, "batch_size": 16}
 
@@ -76,8 +75,13 @@ def test_expand_rejects_bad_rows(tmp_path):
         grid.expand({"bad": 3}, out_root=tmp_path)
 
 
-def test_neutral_fields_are_the_ones_train_may_resume_across():
-    assert grid.NEUTRAL_FIELDS == frozenset(RESUMABLE_CHANGES)
+def test_status_and_train_share_runconfigs_notion_of_same_results(tmp_path):
+    run = grid.expand({"full": {}}, BASE, out_root=tmp_path)[0]
+    write_metrics(run, 50.0, device="cpu", eval_every=7, compile=True)  # neutral fields only
+    assert grid.status(run) == "done"
+    write_metrics(run, 50.0, lr_s=0.05)
+    with pytest.raises(grid.StaleRunError, match="lr_s"):
+        grid.status(run)
 
 
 def test_ablation_grid_rows():

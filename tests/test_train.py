@@ -11,7 +11,7 @@ import torch
 
 from mosaic import game
 from mosaic.config import RunConfig
-from mosaic.train import NonFiniteLossError, train
+from mosaic.train import NonFiniteLossError, build_teacher, load_run, train
 
 pytestmark = pytest.mark.slow
 
@@ -47,7 +47,6 @@ def test_every_method_writes_a_complete_run_folder(tmp_path, teacher_dir, method
 
 def test_teacher_parameters_bit_identical_after_training(tmp_path, teacher_dir):
     cfg = tiny(tmp_path, teacher_dir)
-    from mosaic.train import build_teacher
     teacher, _ = build_teacher(cfg, "cpu", progress=False)
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
     res = train(cfg, teacher=teacher, progress=False)
@@ -141,3 +140,38 @@ def test_a_finished_run_is_loaded_not_evaluated_or_rewritten_again(tmp_path, tea
     third = train(cfg, progress=False)
     assert third.metrics["student_acc"] == first.metrics["student_acc"]
     assert (first.out_dir / "metrics.json").exists()
+
+
+def test_load_run_reads_any_finished_run_with_its_own_config(tmp_path, teacher_dir):
+    cfg = tiny(tmp_path, teacher_dir, steps=4, w_balance=3.0, seed=5)  # nothing like the defaults
+    first = train(cfg, progress=False)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    loaded = load_run(cfg.out_dir, device="cpu")
+    assert torch.equal(torch.rand(3), expected)  # the global RNG is left as it was
+    assert loaded.config.same_results(cfg) and loaded.config.w_balance == 3.0 and loaded.config.steps == 4
+    assert loaded.metrics == first.metrics and loaded.history == first.history
+    assert len(loaded.ood) == len(first.ood)
+    for name in ("student", "generator", "discriminator"):
+        a, b = getattr(first.players, name).state_dict(), getattr(loaded.players, name).state_dict()
+        assert all(torch.equal(v, b[k]) for k, v in a.items()), name
+    assert loaded.players.teacher.frozen and not loaded.players.teacher.training
+
+
+def test_load_run_never_trains_and_says_what_to_do(tmp_path):
+    missing = tmp_path / "nothing_here"
+    with pytest.raises(FileNotFoundError, match="no finished run.*train"):
+        load_run(missing)
+    assert not missing.exists()
+
+
+def test_teacher_provenance_is_recorded_however_the_teacher_arrives(tmp_path, teacher_dir):
+    cfg = tiny(tmp_path, teacher_dir, method="kd_ood", steps=2)
+    built = train(cfg, progress=False).metrics["teacher_info"]
+    teacher, _ = build_teacher(cfg, "cpu", progress=False)
+    passed = train(cfg.replace(out_dir=str(tmp_path / "passed")), teacher=teacher, progress=False).metrics["teacher_info"]
+    for info in (built, passed):
+        assert info["path"].endswith(".pt") and info["config"]["dataset"] == "digits" and info["config"]["epochs"] == 15
+        assert 0 < info["test_acc"] <= 100 and 0 < info["val_acc"] <= 100
+    assert built["path"] == passed["path"]

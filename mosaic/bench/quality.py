@@ -65,15 +65,12 @@ def ood_size(pair: str, data_root: str = "data") -> int:
 
 
 def run_one(cfg: RunConfig, progress: bool = False) -> dict:
-    """metrics.json of ``cfg``: reused when present with the same parameters (``grid.same_config``), else trained."""
-    from mosaic.grid import same_config
-    from mosaic.train import train
+    """metrics.json of ``cfg``: read when its folder holds it finished (``RunConfig.same_results``), else trained."""
+    from mosaic.train import finished, train
 
     path = Path(cfg.out_dir) / "metrics.json"
-    if path.exists():
-        m = json.loads(path.read_text())
-        if same_config(m["config"], cfg):
-            return m
+    if finished(cfg.out_dir, cfg):
+        return json.loads(path.read_text())
     return train(cfg, progress=progress).metrics
 
 

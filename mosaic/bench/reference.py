@@ -75,8 +75,7 @@ def ood_loader(data: ImageData, batch_size: int, num_workers: int = 0, pin_memor
 def unfrozen_teacher(teacher: nn.Module) -> nn.Module:
     """A copy of ``teacher`` as the original code holds it: eval mode, parameters still requiring grad."""
     plain = copy.deepcopy(teacher)
-    if "train" in vars(plain):  # mosaic.teacher.freeze pins .train to a no-op on the instance
-        del plain.train
+    plain.frozen = False  # a plain module again: .train() works, parameters require grad
     plain.requires_grad_(True)
     return plain.eval()
 

@@ -39,7 +39,18 @@ class Classifier(nn.Module):
         self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
         self.features = features
         self.head = nn.Linear(feature_dim, spec.num_classes)
+        self.frozen = False  # a frozen classifier (a teacher) stays in eval mode: .train() cannot flip it back
         init_weights(self)
+
+    def freeze(self) -> "Classifier":
+        """Eval mode for good and no parameter gradients (a teacher, frozen once where it is built)."""
+        self.frozen = True
+        self.requires_grad_(False)
+        return self.eval()
+
+    def train(self, mode: bool = True) -> "Classifier":
+        """nn.Module.train, except that a frozen classifier stays in eval mode (parents cannot flip it)."""
+        return super().train(mode and not self.frozen)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B, C, H, W) standardised with the spec's mean/std."""
