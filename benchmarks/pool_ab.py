@@ -1,8 +1,8 @@
-"""A/B of the no-gradient 2x2 max-pool path (mosaic.models.pool.FAST) in one process, interleaved.
+"""A/B of the no-gradient 2x2 max-pool path (mosaic.models.pool.fast_path) in one process, interleaved.
 
     python benchmarks/pool_ab.py --threads 1 --rounds 7      # writes benchmarks/pool_ab_cpu.{csv,md}
 
-Three levels, each timed with FAST off and on in alternating order every round (median over
+Three levels, each timed with the fast path off and on in alternating order every round (median over
 rounds; ratios from the same round): the pool op at the LeNet-5 shapes of a 256-image batch, the
 frozen LeNet-5 teacher's no-grad forward on 256 images, and one whole MosaicKD iteration of the
 library's fast path (bf16 autocast + channels_last) at the speed benchmark's default config. Also
@@ -65,11 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, fn in cases.items():
             n = a.steps if "iteration" in name else 20
             for fast in ((False, True) if r % 2 == 0 else (True, False)):
-                pool.FAST = fast
-                with torch.no_grad() if "iteration" not in name else torch.enable_grad():
+                with pool.fast_path(fast), torch.no_grad() if "iteration" not in name else torch.enable_grad():
                     times.setdefault((name, fast), []).append(timed(fn, n))
         print(f"round {r + 1}/{a.rounds} done", flush=True)
-    pool.FAST = True
     rows = []
     for name in cases:
         off, on = times[(name, False)], times[(name, True)]

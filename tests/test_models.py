@@ -405,12 +405,36 @@ def test_lenet_and_cnn_give_the_same_logits_with_either_pool_path() -> None:
         assert not any(isinstance(m, nn.MaxPool2d) for m in net.modules())
         with torch.no_grad():
             fast = net(x)
-            pool.FAST = False
-            try:
+            with pool.fast_path(False):
                 native = net(x)
-            finally:
-                pool.FAST = True
         assert torch.equal(fast, native), name
+
+
+def test_fast_path_switches_the_no_grad_path_in_its_block_only(monkeypatch) -> None:
+    import threading
+
+    from mosaic.models import pool
+
+    calls = []
+    native = torch.nn.functional.max_pool2d
+    monkeypatch.setattr(pool.F, "max_pool2d", lambda x, k: calls.append(threading.get_ident()) or native(x, k))
+    x = torch.rand(1, 2, 6, 6)
+    with torch.no_grad():
+        pool.max_pool2x2(x)
+        assert calls == []  # default: the strided-view maximum
+        with pool.fast_path(False):
+            pool.max_pool2x2(x)
+            with pool.fast_path(True):  # nests
+                pool.max_pool2x2(x)
+            other = threading.Thread(target=pool.max_pool2x2, args=(x,))  # another thread keeps the default
+            other.start()
+            other.join()
+            pool.max_pool2x2(x)
+        assert calls == [threading.get_ident()] * 2
+        with pytest.raises(RuntimeError), pool.fast_path(False):
+            raise RuntimeError
+        pool.max_pool2x2(x)
+    assert len(calls) == 2  # restored after the exception
 
 
 def test_pool_then_relu_equals_relu_then_pool_values_and_gradients() -> None:

@@ -10,20 +10,36 @@ its tie-breaking measured no faster than PyTorch's own on the CPU, so gradients 
 bit for bit.
 
 Odd sizes drop the last row/column, like ``ceil_mode=False``; NaNs propagate, as in max_pool2d.
-``FAST`` switches the no-gradient path off (False: always ``F.max_pool2d``), for A/B measurements.
+``with fast_path(False):`` switches the no-gradient path off (always ``F.max_pool2d``) in that block,
+for A/B measurements; the switch is a context variable, so other threads keep their own.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-FAST = True  # use the strided-view maximum when no gradient is needed
+_FAST: ContextVar[bool] = ContextVar("mosaic_pool_fast_path", default=True)
+
+
+@contextmanager
+def fast_path(enabled: bool) -> Iterator[None]:
+    """Inside the block, ``max_pool2x2`` uses the strided-view maximum when no gradient is needed
+    (``enabled``, the default outside any block) or always ``F.max_pool2d`` (not ``enabled``)."""
+    token = _FAST.set(enabled)
+    try:
+        yield
+    finally:
+        _FAST.reset(token)
 
 
 def max_pool2x2(x: torch.Tensor) -> torch.Tensor:
     """(…, H, W) -> (…, H//2, W//2): the values (and gradients) of ``F.max_pool2d(x, 2)``."""
-    if not FAST or (x.requires_grad and torch.is_grad_enabled()):
+    if not _FAST.get() or (x.requires_grad and torch.is_grad_enabled()):
         return F.max_pool2d(x, 2)
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     top = torch.maximum(x[..., 0:h:2, 0:w:2], x[..., 0:h:2, 1:w:2])  # (…, H//2, W//2)
