@@ -18,44 +18,38 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from mosaic import patches as P
+from mosaic.game import fixed_samples
 
 
 def image_grid(x: torch.Tensor, nrow: int = 8, pad: int = 1) -> "np.ndarray":  # noqa: F821
-    """(B, C, H, W) images in [0, 1] → one (rows·(H+pad), nrow·(W+pad), 3) float array for imshow."""
-    import numpy as np
+    """(B, C, H, W) images in [0, 1] → one (rows·(H+pad)+pad, nrow·(W+pad)+pad, 3) float array for imshow:
+    ``torchvision.utils.make_grid`` on a white background, grey images as RGB, empty cells white."""
+    from torchvision.utils import make_grid
 
     x = x.detach().float().clamp(0, 1).cpu()
-    if x.shape[1] == 1:
-        x = x.repeat(1, 3, 1, 1)  # (B, 3, H, W)
-    b, c, h, w = x.shape
-    rows = (b + nrow - 1) // nrow
-    grid = torch.ones(rows * (h + pad) + pad, nrow * (w + pad) + pad, c)
-    for i in range(b):
-        r, k = divmod(i, nrow)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = x[i].permute(1, 2, 0)
-    return np.asarray(grid)
+    rows = -(-x.shape[0] // nrow)
+    x = torch.cat([x, x.new_ones(rows * nrow - x.shape[0], *x.shape[1:])])  # whole rows: make_grid narrows short ones
+    if x.shape[0] > 1:
+        grid = make_grid(x, nrow, pad, pad_value=1.0)  # (3, rows·(H+pad)+pad, nrow·(W+pad)+pad)
+    else:  # make_grid returns a lone image unpadded
+        grid = torch.nn.functional.pad(x[0].expand(3, -1, -1), (pad,) * 4, value=1.0)
+    return grid.permute(1, 2, 0).contiguous().numpy()
 
 
-@torch.no_grad()
 def sample(generator: torch.nn.Module, n: int, z_dim: int, device: str | torch.device = "cpu", seed: int = 0) -> torch.Tensor:
-    """n synthetic images from a fixed noise seed, as the student sees them during training.
-
-    The generator is run in train mode (batch-statistics BatchNorm, as in the game) on a copy, so the
-    caller's generator and its running statistics are untouched.
-    """
-    import copy
-
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, z_dim, generator=g).to(device)  # (n, z_dim)
-    return copy.deepcopy(generator).train()(z).float().cpu()  # (n, C, H, W)
+    """n synthetic images from a fixed noise seed, as the student sees them during training:
+    ``game.fixed_samples`` (train-mode copy of the generator; the caller's is untouched). (n, C, H, W)."""
+    return fixed_samples(generator, n, z_dim, device, seed)
 
 
 def save_samples(generator: torch.nn.Module, path: str | Path, z_dim: int, device: str | torch.device = "cpu",
                  n: int = 64, nrow: int = 8) -> None:
-    """Write a PNG grid of n fixed-seed samples."""
-    import matplotlib.pyplot as plt
+    """Write the ``image_grid`` of n fixed-seed samples as a PNG with ``torchvision.utils.save_image``
+    (RGB, pixel values rounded to 8 bits), as a run's samples.png."""
+    from torchvision.utils import save_image
 
-    plt.imsave(Path(path), image_grid(sample(generator, n, z_dim, device), nrow=nrow))
+    grid = torch.from_numpy(image_grid(sample(generator, n, z_dim, device), nrow=nrow))  # (H, W, 3)
+    save_image(grid.permute(2, 0, 1), Path(path))
 
 
 def plot_history(history: Sequence[dict], keys: Sequence[str] = ("loss_s", "loss_g", "loss_d"), ax=None):
@@ -387,10 +381,7 @@ def browse(generator: torch.nn.Module, teacher: torch.nn.Module, cls: int, seed:
 def widgets_live() -> bool:
     """True when ipywidgets can render here: an IPython kernel started by a Jupyter server (JupyterLab
     or Notebook set ``JPY_SESSION_NAME``) with ipywidgets installed. papermill, nbval and plain Python
-    get False. ``MOSAIC_WIDGETS=1`` / ``0`` overrides (e.g. ``1`` in VS Code)."""
-    forced = os.environ.get("MOSAIC_WIDGETS")
-    if forced in ("0", "1"):
-        return forced == "1"
+    get False."""
     try:
         import ipywidgets  # noqa: F401
         from IPython import get_ipython
@@ -400,11 +391,12 @@ def widgets_live() -> bool:
     return shell is not None and type(shell).__name__ == "ZMQInteractiveShell" and "JPY_SESSION_NAME" in os.environ
 
 
-def interact_or_static(fn: Callable[..., Any], static: Mapping[str, Any], **controls: Any) -> bool:
-    """``ipywidgets.interact(fn, **controls)`` when ``widgets_live()``, else ``fn(**static)`` once (one
-    static figure, so the stored output of a papermill/nbval run stays the same). Returns whether the
-    widgets were shown."""
-    if widgets_live():
+def interact_or_static(fn: Callable[..., Any], static: Mapping[str, Any], *, live: bool | None = None,
+                       **controls: Any) -> bool:
+    """``ipywidgets.interact(fn, **controls)`` when ``live`` (None: ``widgets_live()``, e.g. pass True in
+    VS Code), else ``fn(**static)`` once (one static figure, so the stored output of a papermill/nbval
+    run stays the same). Returns whether the widgets were shown."""
+    if widgets_live() if live is None else live:
         import ipywidgets
 
         ipywidgets.interact(fn, **controls)

@@ -37,6 +37,45 @@ def test_image_grid_places_each_image_in_its_cell():
     assert (grid[1 + 5:5 + 5, 1 + 10:5 + 10] == 1).all()  # the empty sixth cell stays white
 
 
+def _old_image_grid(x, nrow=8, pad=1):
+    """viz.image_grid before torchvision's make_grid (the reference)."""
+    x = x.detach().float().clamp(0, 1).cpu()
+    if x.shape[1] == 1:
+        x = x.repeat(1, 3, 1, 1)  # (B, 3, H, W)
+    b, c, h, w = x.shape
+    rows = (b + nrow - 1) // nrow
+    grid = torch.ones(rows * (h + pad) + pad, nrow * (w + pad) + pad, c)
+    for i in range(b):
+        r, k = divmod(i, nrow)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + k * (w + pad): pad + k * (w + pad) + w] = x[i].permute(1, 2, 0)
+    return np.asarray(grid)
+
+
+@pytest.mark.parametrize("b, c, nrow, pad", [(5, 1, 3, 1), (16, 3, 8, 1), (3, 1, 8, 1), (8, 1, 8, 1), (1, 1, 1, 1),
+                                             (1, 3, 8, 2), (7, 3, 2, 0), (1, 3, 1, 0), (64, 1, 8, 1)])
+def test_image_grid_equals_the_old_hand_written_grid(b, c, nrow, pad):
+    x = torch.rand(b, c, 6, 5) * 1.4 - 0.2  # out-of-range values are clamped
+    got, ref = viz.image_grid(x, nrow=nrow, pad=pad), _old_image_grid(x, nrow=nrow, pad=pad)
+    assert got.dtype == ref.dtype == np.float32 and got.shape == ref.shape and got.flags.c_contiguous
+    assert np.array_equal(got, ref)
+
+
+def test_save_samples_writes_the_rounded_grid_like_a_runs_samples_png(tmp_path):
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    gen = Generator(GREY28, z_dim=8, ngf=4)
+    viz.save_samples(gen, tmp_path / "a.png", z_dim=8, n=12, nrow=5)
+    got = np.asarray(Image.open(tmp_path / "a.png"))
+    grid = _old_image_grid(viz.sample(gen, 12, 8), nrow=5)  # the old layout
+    assert got.shape == grid.shape and got.dtype == np.uint8
+    assert np.array_equal(got, np.floor(grid * 255 + 0.5).astype(np.uint8))  # rounded
+    assert np.abs(got.astype(int) - (grid * 255).astype(np.uint8)).max() <= 1  # old plt.imsave truncated: 1 level at most
+    viz.save_samples(gen, tmp_path / "b.png", z_dim=8)  # 64 in rows of 8: the pixels of train's samples.png
+    save_image(viz.sample(gen, 64, 8).clamp(0, 1), tmp_path / "c.png", nrow=8, padding=1, pad_value=1.0)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "b.png")), np.asarray(Image.open(tmp_path / "c.png")))
+
+
 # ----------------------------------------------------------------------------- discriminator views
 
 @pytest.mark.parametrize("patch", [4, 10, 22])
@@ -174,18 +213,23 @@ def test_browse_counts_the_teachers_predictions():
 
 # ----------------------------------------------------------------------------- widgets with a static fallback
 
-def test_widgets_are_not_live_outside_a_jupyter_server(monkeypatch):
-    monkeypatch.delenv("MOSAIC_WIDGETS", raising=False)
-    assert viz.widgets_live() is False
-    monkeypatch.setenv("MOSAIC_WIDGETS", "1")
+def test_widgets_are_live_only_in_a_jupyter_server_kernel(monkeypatch):
+    import IPython
+
+    assert viz.widgets_live() is False  # pytest: no IPython kernel
+    ZMQInteractiveShell = type("ZMQInteractiveShell", (), {})  # the kernel's shell class, by name
+    monkeypatch.setattr(IPython, "get_ipython", lambda: ZMQInteractiveShell())
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert viz.widgets_live() is False  # a kernel without a Jupyter server (papermill, nbval)
+    monkeypatch.setenv("JPY_SESSION_NAME", "notebooks/03.ipynb")
     assert viz.widgets_live() is True
 
 
-def test_interact_or_static_falls_back_to_one_static_call(monkeypatch):
+@pytest.mark.parametrize("live", [False, None])  # None: auto-detected, False outside a Jupyter server
+def test_interact_or_static_falls_back_to_one_static_call(live):
     calls = []
-    monkeypatch.setenv("MOSAIC_WIDGETS", "0")
     shown = viz.interact_or_static(lambda index, size: calls.append((index, size)), {"index": 2, "size": 10},
-                                   index=(0, 5), size=[4, 10])
+                                   live=live, index=(0, 5), size=[4, 10])
     assert shown is False and calls == [(2, 10)]
 
 
@@ -193,9 +237,8 @@ def test_interact_or_static_uses_ipywidgets_when_live(monkeypatch):
     import ipywidgets
 
     seen = {}
-    monkeypatch.setenv("MOSAIC_WIDGETS", "1")
     monkeypatch.setattr(ipywidgets, "interact", lambda fn, **controls: seen.update(controls))
-    shown = viz.interact_or_static(lambda index: None, {"index": 0}, index=(0, 5))
+    shown = viz.interact_or_static(lambda index: None, {"index": 0}, live=True, index=(0, 5))
     assert shown is True and seen == {"index": (0, 5)}
 
 
