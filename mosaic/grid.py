@@ -162,16 +162,18 @@ def run_notebook(notebook: str | Path, output: str | Path, parameters: Mapping[s
 
 
 def strip_execution_metadata(path: str | Path) -> None:
-    """Remove per-cell timings/status, papermill's and the widgets' notebook metadata, empty injected cells."""
+    """Keep only the metadata that belongs in a stored reference notebook (nbconvert's
+    ClearMetadataPreprocessor: cell tags, the kernel and language info), and drop papermill's injected
+    parameters cell when it sets nothing. Timings, papermill's and the widgets' state go."""
     import nbformat
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
 
     nb = nbformat.read(str(path), as_version=4)
-    nb.metadata.pop("papermill", None)
-    nb.metadata.pop("widgets", None)  # progress-bar state: timings, not results
+    keep = ClearMetadataPreprocessor(preserve_cell_metadata_mask={"tags"},
+                                     preserve_nb_metadata_mask={"kernelspec", "language_info"})
+    nb, _ = keep.preprocess(nb, {})
     cells = []
     for cell in nb.cells:
-        cell.metadata.pop("papermill", None)
-        cell.metadata.pop("execution", None)
         tags = cell.metadata.get("tags", [])
         code = [line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")]
         if "injected-parameters" in tags and not code:

@@ -238,6 +238,8 @@ def test_strip_execution_metadata(tmp_path):
     out = nbformat.read(str(path), as_version=4)
     assert "papermill" not in out.metadata and "widgets" not in out.metadata
     assert [c.source for c in out.cells] == ["x = 1", "# Parameters\nsteps = 3\n"]  # the empty injection is gone
+    assert out.cells[0].metadata == {} and out.cells[1].metadata == {"tags": ["injected-parameters"]}
+    assert set(out.metadata) <= {"kernelspec", "language_info"}
     assert dict(out.cells[0].metadata) == {}
 
 
