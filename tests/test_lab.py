@@ -95,8 +95,6 @@ def notebook_dir(requirements, tmp_path_factory):
     """A folder inside the repository (git-ignored runs/) holding a parameterised copy of notebook 03,
     never executed; its run_dir is a 4-step run trained here. Inside the repository so that the
     notebook's ``use_project_root()`` finds data/ and checkpoints/."""
-    import nbformat
-
     from mosaic.config import RunConfig
     from mosaic.train import train
 
@@ -107,6 +105,15 @@ def notebook_dir(requirements, tmp_path_factory):
           progress=False)
     folder = ROOT / "runs" / "lab_test" / f"nb-{os.getpid()}-{secrets.token_hex(3)}"
     folder.mkdir(parents=True)
+    try:
+        yield _write_notebook(folder, run_dir)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_notebook(folder: Path, run_dir: Path) -> Path:
+    import nbformat
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
     for cell in nb.cells:  # a fresh, never-run notebook: the browser run is the only one
         if cell.cell_type == "code":
@@ -119,10 +126,7 @@ def notebook_dir(requirements, tmp_path_factory):
     source = "# Parameters (tests/test_lab.py)\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
     nbformat.write(nb, folder / NOTEBOOK.name)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return folder
 
 
 # ----------------------------------------------------------------------------- the server
