@@ -177,6 +177,7 @@ def lab_server(notebook_dir, tmp_path_factory):
         yield url, token
     finally:
         _stop(proc)
+        _kill_kernels(tmp / "runtime")
         log.close()
 
 
@@ -196,6 +197,18 @@ def _stop(proc: subprocess.Popen) -> None:
         return
 
 
+def _kill_kernels(runtime_dir: Path) -> None:
+    """SIGKILL kernels still alive after the server stopped (it shuts them down itself unless it hung):
+    jupyter_client starts each in its own session, with a connection file in this server's runtime dir."""
+    marker = str(runtime_dir).encode()
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in (proc_dir / "cmdline").read_bytes():
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
 # ----------------------------------------------------------------------------- the browser
 
 @pytest.fixture
@@ -208,7 +221,7 @@ def browser(lab_server, tmp_path):
     for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(executable_path=shutil.which("chromedriver"), env={**os.environ, "SE_OFFLINE": "true"})
+    service = Service(executable_path=shutil.which("chromedriver"))  # given paths: Selenium Manager never runs
     driver = webdriver.Chrome(options=opts, service=service)
     try:
         yield driver
