@@ -77,6 +77,31 @@ def test_stored_outputs_are_a_clean_reference(nb):
         assert hit is None, f"{where} stores a machine path: ...{text[max(0, hit.start() - 60): hit.end() + 40]}..."
 
 
+def parameter_values(nb: Path) -> dict:
+    """name -> value of every line of the notebook's parameters cell (literals only)."""
+    (cell,) = parameters_cells(nb)
+    return {node.target.id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
+            if isinstance(node, ast.AnnAssign)}
+
+
+def test_02_parameter_defaults_are_runconfigs_defaults():
+    """02's parameters cell repeats RunConfig fields for papermill --help-notebook: they must agree."""
+    from mosaic.config import RunConfig
+
+    defaults = RunConfig().to_dict()
+    values = parameter_values(ROOT / "notebooks" / "02_train.ipynb")
+    fields = {k: v for k, v in values.items() if k in defaults}
+    assert len(fields) == len(values), f"02 parameters that are not RunConfig fields: {set(values) - set(defaults)}"
+    differ = {k: (v, defaults[k]) for k, v in fields.items() if v != defaults[k]}
+    assert not differ, f"02's parameters cell disagrees with RunConfig's defaults (notebook, RunConfig): {differ}"
+
+
+def test_stored_outputs_stay_small():
+    """The notebooks' stored outputs, mostly figures nbval never compares, stay under 1 MB in all."""
+    size = sum(len(json.dumps([c.get("outputs", []) for c in read(nb).cells])) for nb in NOTEBOOKS)
+    assert size < 1_000_000, f"stored outputs take {size / 1e6:.2f} MB: lower figure dpi or image counts"
+
+
 # ----------------------------------------------------------------------------- papermill runs with tiny parameters
 
 def papermill(nb: Path, out: Path, params: dict, cwd: Path) -> subprocess.CompletedProcess:
@@ -107,13 +132,13 @@ def run_tiny(prefix: str, tiny: dict, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_run_dir(tmp_path_factory) -> Path:
-    """One shared 2-step MosaicKD run folder for 03 and 04 (the first notebook trains it, the second reuses it)."""
+    """One shared 2-step MosaicKD run folder for 03 and 04 (03 finds it missing and trains it, 04 loads it)."""
     return tmp_path_factory.mktemp("shared") / "run"
 
 
 @pytest.mark.slow
 def test_03_runs_with_tiny_settings(tmp_path, tiny_run_dir):
-    tiny = dict(run_dir=tiny_run_dir, run_steps=2, n_images=24, sweep_patches=[4, 10], rf_patch_sizes=[4, 10],
+    tiny = dict(run_dir=tiny_run_dir, steps_if_missing=2, n_images=24, sweep_patches=[4, 10], rf_patch_sizes=[4, 10],
                 n_maps=2)
     run_tiny("03", tiny, tmp_path)
     assert (tiny_run_dir / "metrics.json").exists()
@@ -121,7 +146,7 @@ def test_03_runs_with_tiny_settings(tmp_path, tiny_run_dir):
 
 @pytest.mark.slow
 def test_04_runs_with_tiny_settings(tmp_path, tiny_run_dir):
-    tiny = dict(run_dir=tiny_run_dir, run_steps=2, n_samples=40, per_class=2, n_attr=2, n_attr_stats=4,
+    tiny = dict(run_dir=tiny_run_dir, steps_if_missing=2, n_samples=40, per_class=2, n_attr=2, n_attr_stats=4,
                 bank_images=12, n_embed=20)
     run_tiny("04", tiny, tmp_path)
     assert (tiny_run_dir / "metrics.json").exists()
