@@ -113,6 +113,7 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
         try:
             yield
         finally:
+            path.unlink(missing_ok=True)  # a clean folder after a run; a killed run leaves the file, not a lock
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
