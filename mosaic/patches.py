@@ -50,14 +50,25 @@ def grid_starts(size: int, patch: int, stride: int | None = None, cover: bool = 
     return starts
 
 
+def _even_step(starts: list[int], patch: int) -> int | None:
+    """The common step of ``starts`` when they are evenly spaced without overlaps (step >= patch), else None."""
+    steps = {b - a for a, b in zip(starts, starts[1:])} or {patch}
+    step = steps.pop()
+    return step if not steps and step >= patch else None
+
+
 def extract_patches(x: torch.Tensor, patch: int, starts: list[int] | None = None) -> torch.Tensor:
     """(B, C, H, W) -> (B, L, C, p, p): the crops at every (top, left) in starts x starts, row-major.
 
-    ``starts`` defaults to ``grid_starts(H, patch, cover=True)``; the same starts serve both axes.
+    ``starts`` defaults to ``grid_starts(H, patch, cover=True)``; the same starts serve both axes, and
+    any starts work (the uneven ones of ``cover=True`` too): the stride-1 windows of ``Tensor.unfold``
+    (a view) are picked at the starts.
     """
     starts = grid_starts(x.shape[-1], patch, cover=True) if starts is None else starts
-    crops = [x[:, :, top:top + patch, left:left + patch] for top in starts for left in starts]  # L x (B, C, p, p)
-    return torch.stack(crops, dim=1)  # (B, L, C, p, p)
+    at = torch.tensor(starts, device=x.device)  # (n,)
+    windows = x.unfold(2, patch, 1).unfold(3, patch, 1)  # (B, C, H-p+1, W-p+1, p, p)
+    crops = windows[:, :, at[:, None], at[None, :]]  # (B, C, n, n, p, p)
+    return crops.permute(0, 2, 3, 1, 4, 5).flatten(1, 2).contiguous()  # (B, L, C, p, p)
 
 
 def reassemble(patches: torch.Tensor, size: int, starts: list[int] | None = None,
@@ -65,17 +76,27 @@ def reassemble(patches: torch.Tensor, size: int, starts: list[int] | None = None
     """Inverse of ``extract_patches``: (B, L, C, p, p) -> (B, C, size, size).
 
     Pixels covered by several patches get their mean; pixels covered by none come from
-    ``background`` (B, C, size, size), zeros when it is None.
+    ``background`` (B, C, size, size), zeros when it is None. Evenly spaced starts without overlaps
+    (``shuffle_patches``' grid) are placed by ``F.fold``; overlapping or uneven grids (``cover=True``)
+    are summed patch by patch in row-major order, which fold's summation order would not reproduce
+    bit for bit.
     """
     b, n, c, p, _ = patches.shape
     starts = grid_starts(size, p, cover=True) if starts is None else starts
     if n != len(starts) ** 2:
         raise ValueError(f"{n} patches do not fit a {len(starts)}x{len(starts)} grid of starts {starts}")
-    total = patches.new_zeros(b, c, size, size)
-    count = patches.new_zeros(1, 1, size, size)
-    for k, (top, left) in enumerate((t, s) for t in starts for s in starts):
-        total[:, :, top:top + p, left:left + p] += patches[:, k]
-        count[:, :, top:top + p, left:left + p] += 1
+    step = _even_step(starts, p)
+    if step is not None:
+        lo, hi = starts[0], starts[-1] + p  # the grid's span along each axis, padded to size below
+        cols = patches.permute(0, 2, 3, 4, 1).reshape(b, c * p * p, n)  # (B, C·p·p, L)
+        total = F.pad(F.fold(cols, hi - lo, p, stride=step), (lo, size - hi) * 2)  # (B, C, size, size)
+        count = F.pad(F.fold(patches.new_ones(1, p * p, n), hi - lo, p, stride=step), (lo, size - hi) * 2)
+    else:
+        total = patches.new_zeros(b, c, size, size)
+        count = patches.new_zeros(1, 1, size, size)
+        for k, (top, left) in enumerate((t, s) for t in starts for s in starts):
+            total[:, :, top:top + p, left:left + p] += patches[:, k]
+            count[:, :, top:top + p, left:left + p] += 1
     out = total / count.clamp(min=1)
     if background is not None:
         out = torch.where(count > 0, out, background.to(out.dtype))
@@ -206,18 +227,14 @@ def patch_bank(images: torch.Tensor, patch: int, stride: int = 1) -> tuple[torch
 def nearest_patches(query: torch.Tensor, bank: torch.Tensor, batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """For each query row its nearest bank row in L2: (Q, ...) and (N, ...) -> distance (Q,), index (Q,).
 
-    Rows are flattened; ties go to the lowest bank index.
+    Rows are flattened; ``torch.cdist`` on chunks of ``batch_size`` queries, from the differences (not
+    the matrix-product expansion, whose distances near zero are off by ~1e-4). Ties (equal distances
+    as computed) go to the lowest bank index.
     """
     q, b = query.flatten(1).float(), bank.flatten(1).float()  # (Q, D), (N, D)
-    b_sq = (b * b).sum(dim=1)  # (N,)
-    dist, index = [], []
-    for k in range(0, q.shape[0], batch_size):
-        qk = q[k:k + batch_size]  # (q, D)
-        d2 = (qk * qk).sum(dim=1, keepdim=True) - 2 * qk @ b.T + b_sq  # (q, N) squared distances
-        best = d2.argmin(dim=1)  # (q,)
-        index.append(best)
-        dist.append((qk - b[best]).norm(dim=1))  # exact distance of the chosen match
-    return torch.cat(dist), torch.cat(index)
+    best = [torch.cdist(qk, b, compute_mode="donot_use_mm_for_euclid_dist").min(dim=1)
+            for qk in q.split(batch_size)]  # (q, N) distances -> their first minimum per row
+    return torch.cat([m.values for m in best]), torch.cat([m.indices for m in best])
 
 
 @dataclass

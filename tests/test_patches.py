@@ -78,6 +78,50 @@ def test_reassemble_rejects_a_patch_count_that_does_not_fit_the_grid():
         P.reassemble(torch.rand(1, 5, 1, 3, 3), 6)
 
 
+def _old_extract_patches(x, patch, starts):
+    """patches.extract_patches before Tensor.unfold (the reference)."""
+    crops = [x[:, :, top:top + patch, left:left + patch] for top in starts for left in starts]  # L x (B, C, p, p)
+    return torch.stack(crops, dim=1)  # (B, L, C, p, p)
+
+
+def _old_reassemble(patches, size, starts, background=None):
+    """patches.reassemble before F.fold (the reference)."""
+    b, n, c, p, _ = patches.shape
+    total = patches.new_zeros(b, c, size, size)
+    count = patches.new_zeros(1, 1, size, size)
+    for k, (top, left) in enumerate((t, s) for t in starts for s in starts):
+        total[:, :, top:top + p, left:left + p] += patches[:, k]
+        count[:, :, top:top + p, left:left + p] += 1
+    out = total / count.clamp(min=1)
+    if background is not None:
+        out = torch.where(count > 0, out, background.to(out.dtype))
+    return out
+
+
+GRIDS = [  # (size, patch, starts, placed by fold): the grids of shuffle_patches, attribute and patch_bank
+    (28, 7, P.grid_starts(28, 7, cover=True), True),  # even, no overlap
+    (28, 10, P.centered_starts(28, 10), True),  # shuffle_patches: offset, border strips from the background
+    (32, 10, P.centered_starts(32, 10), True),
+    (28, 6, [1, 8, 15], True),  # gaps between cells
+    (28, 10, P.grid_starts(28, 10, cover=True), False),  # attribute: uneven, last row/column overlaps
+    (12, 5, P.grid_starts(12, 5, stride=3, cover=True), False),  # patch_bank: overlapping and uneven
+    (28, 10, P.grid_starts(28, 10, stride=4), False),  # even but overlapping: up to 3x3 patches per pixel
+    (9, 9, [0], True),
+]
+
+
+@pytest.mark.parametrize("size, patch, starts, fold", GRIDS)
+def test_extract_and_reassemble_equal_the_old_loops(size, patch, starts, fold):
+    x = torch.rand(3, 2, size, size)
+    got = P.extract_patches(x, patch, starts)
+    assert got.is_contiguous() and torch.equal(got, _old_extract_patches(x, patch, starts))
+    assert (P._even_step(starts, patch) is not None) == fold
+    patches = torch.rand_like(got)  # overlaps now average different values
+    background = torch.rand(3, 2, size, size)
+    for bg in (None, background):
+        assert torch.equal(P.reassemble(patches, size, starts, bg), _old_reassemble(patches, size, starts, bg))
+
+
 # ----------------------------------------------------------------------------- shuffles
 
 def _sorted_rows(t: torch.Tensor) -> torch.Tensor:
@@ -260,6 +304,35 @@ def test_nearest_patches_ties_go_to_the_lowest_index():
     bank = torch.cat([torch.ones(2, 4), torch.zeros(3, 4)])
     dist, index = P.nearest_patches(torch.zeros(1, 4), bank)
     assert index.item() == 2 and dist.item() == 0
+
+
+def _old_nearest_patches(query, bank, batch_size=256):
+    """patches.nearest_patches before torch.cdist (the reference)."""
+    q, b = query.flatten(1).float(), bank.flatten(1).float()  # (Q, D), (N, D)
+    b_sq = (b * b).sum(dim=1)  # (N,)
+    dist, index = [], []
+    for k in range(0, q.shape[0], batch_size):
+        qk = q[k:k + batch_size]  # (q, D)
+        d2 = (qk * qk).sum(dim=1, keepdim=True) - 2 * qk @ b.T + b_sq  # (q, N) squared distances
+        best = d2.argmin(dim=1)  # (q,)
+        index.append(best)
+        dist.append((qk - b[best]).norm(dim=1))  # exact distance of the chosen match
+    return torch.cat(dist), torch.cat(index)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_nearest_patches_equal_the_old_expansion(quantized):
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(40, 1, 28, 28, generator=g) ** 3  # mostly dark, like digits
+    if quantized:  # uint8 levels, and repeated images: exact duplicates in the bank
+        images = (images * 255).round() / 255
+        images[20:] = images[:20]
+    bank, _ = P.patch_bank(images[:30], 10, stride=3)  # (30·36, 1, 10, 10)
+    query = P.extract_patches(images[30:], 10).flatten(0, 1)  # (90, 1, 10, 10)
+    dist, index = P.nearest_patches(query, bank, batch_size=64)
+    old_dist, old_index = _old_nearest_patches(query, bank, batch_size=64)
+    assert torch.equal(index, old_index)
+    assert (dist - old_dist).abs().max() < 1e-5
 
 
 def test_attribute_rebuilds_an_image_in_the_bank_exactly():
