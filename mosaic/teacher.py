@@ -6,7 +6,6 @@ only; the kept epoch is chosen on the validation split.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from mosaic import checkpoint, losses
 from mosaic.data import Batcher, get_dataset
 from mosaic.evaluate import accuracy
 from mosaic.models import Classifier, get_classifier
+from mosaic.nnutil import cosine_schedule
 
 
 @dataclass
@@ -53,7 +53,7 @@ def train_teacher(cfg: TeacherConfig, device: str | torch.device = "cpu", progre
     iters_per_epoch = max(1, len(train) // batch_size)
     total = cfg.epochs * iters_per_epoch
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.wd, nesterov=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / total)))
+    sched = cosine_schedule(opt, total)
     batches = Batcher(train, batch_size, seed=cfg.seed, augment=True, device=device)
     best_acc, best_state, best_epoch = -1.0, None, -1
     bar = tqdm(total=total, desc=f"teacher {cfg.arch}@{cfg.dataset}", disable=not progress, leave=False)

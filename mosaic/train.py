@@ -38,6 +38,7 @@ from mosaic.config import RunConfig, resolve_device
 from mosaic.data import DATASETS, Batcher, ImageData, adapt, dataset_spec, entropy_subset, get_dataset
 from mosaic.evaluate import accuracy, evaluate
 from mosaic.models import CLASSIFIERS, Generator, get_classifier, get_discriminator
+from mosaic.nnutil import cosine_schedule
 from mosaic.teacher import TEACHER_FILE_HELP, TeacherConfig, cache_path, check_teacher_file, get_teacher, load_teacher
 
 
@@ -141,9 +142,8 @@ def build_streams(cfg: RunConfig, teacher: nn.Module, device: str) -> tuple[game
 
 def build_schedulers(players: game.Players, steps: int) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
     """Cosine to 0 over ``steps`` outer iterations, stepped once per iteration (all players)."""
-    cosine = lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))  # noqa: E731
     opts = {"s": players.opt_s, "g": players.opt_g, "d": players.opt_d}
-    return {k: torch.optim.lr_scheduler.LambdaLR(o, cosine) for k, o in opts.items() if o is not None}
+    return {k: cosine_schedule(o, steps) for k, o in opts.items() if o is not None}
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
