@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= runs/demo
 
-.PHONY: demo test test-fast data install notebooks bench clean-runs
+.PHONY: demo test test-fast data install notebooks bench clean-runs lab
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ test: data
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# JupyterLab on the repository (notebooks/ in the file browser) with this venv as the `python3` kernel:
+# JUPYTER_PATH puts the venv's kernel spec and lab extensions (the ipywidgets manager) ahead of any per-user
+# ones. LAB_ARGS adds options, e.g. `make lab LAB_ARGS="--no-browser --port 8890"`; root needs --allow-root.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: data
+	JUPYTER_PATH=$(abspath $(VENV))/share/jupyter $(BIN)/jupyter lab --ServerApp.root_dir=. $(LAB_ARGS)
 
 # re-execute every notebook in place (stores the outputs that nbval compares against)
 notebooks: data

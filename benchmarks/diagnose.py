@@ -1,7 +1,13 @@
 """What a finished run's generator gives the student: class balance, confidence and diversity of its
 samples as the teacher reads them, next to the real OOD images and in-domain test images.
 
+    python benchmarks/diagnose.py RUN_DIR [RUN_DIR ...] [--n 2000] [--out FILE.md]
     python benchmarks/diagnose.py runs/bench/fmnist_from_mnist5k/{datafree,mosaickd}/s0 --out benchmarks/diagnose.md
+
+Each RUN_DIR is a finished run folder (metrics.json + checkpoint.pt, e.g. from ``python -m mosaic.bench
+quality``); it is read with ``mosaic.train.load_run`` on the CPU, whatever its parameters, and never
+trained (a folder without a finished run is an error that says how to make one). ``--n``: images per
+set; ``--out``: also write the table there (markdown) and next to it as CSV.
 
 Per run and per image set (synthetic = 2,000 generator samples; OOD = the run's OOD images; in-domain
 = 2,000 test images), in the teacher's view:
@@ -16,16 +22,14 @@ discriminator, the last 20 logged steps' mean D score on real OOD patches and on
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
 import torch
 
 from mosaic import patches, viz
-from mosaic.config import RunConfig
 from mosaic.data import get_dataset
-from mosaic.train import build_ood, train
+from mosaic.train import build_ood, load_run
 
 
 def set_stats(read: dict[str, torch.Tensor], k: int) -> dict[str, float]:
@@ -42,11 +46,10 @@ def set_stats(read: dict[str, torch.Tensor], k: int) -> dict[str, float]:
 
 
 def diagnose(run_dir: str, n: int = 2000, seed: int = 0) -> list[dict]:
-    m = json.loads((Path(run_dir) / "metrics.json").read_text())
-    cfg = RunConfig.from_dict(m["config"]).replace(device="cpu")
-    result = train(cfg, progress=False)  # a finished run: loads its players, trains nothing
-    teacher = result.players.teacher
-    ood = result.ood if result.ood is not None else build_ood(cfg, teacher, "cpu")  # train built it if used
+    """One row per image set (in-domain, OOD, synthetic when the method has a generator) of a finished run."""
+    result = load_run(run_dir, device="cpu")  # reads the folder, never trains
+    cfg, m, teacher = result.config, result.metrics, result.players.teacher
+    ood = result.ood if result.ood is not None else build_ood(cfg, teacher, "cpu")  # OOD-free methods: for comparison
     test = get_dataset(cfg.dataset, "test", root=cfg.data_root)
     k = test.spec.num_classes
     g = torch.Generator().manual_seed(seed)
@@ -72,7 +75,7 @@ def diagnose(run_dir: str, n: int = 2000, seed: int = 0) -> list[dict]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="finished run folders (with metrics.json and checkpoint.pt)")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--out", default=None, help="markdown file for the table (printed either way)")

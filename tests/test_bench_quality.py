@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from mosaic.bench import quality
+from mosaic.bench import pairs, quality
 from mosaic.config import RunConfig
 
 
@@ -21,7 +21,7 @@ def fake_runs():
 
 
 def test_summary_mean_std_and_targets_against_hand_computation():
-    table, checks = quality.summarize(fake_runs())
+    table, checks = quality.table_by_pair(fake_runs())
     assert table.loc["kd_ood", "a<-b"] == "41.00 ± 1.41"
     assert table.loc["teacher", "a<-b"] == "90.00"
     assert list(table.index) == ["teacher", "kd_indomain", "kd_ood", "datafree", "mosaickd"]
@@ -41,11 +41,11 @@ def test_readme_section_is_replaced_between_markers(tmp_path):
 
 
 def test_every_cell_has_the_same_budget_and_teacher():
-    cfgs = [quality.run_config(p, m, 0, 50, "runs", n_ood=1000) for p in quality.PAIRS for m in quality.METHODS]
+    cfgs = [quality.run_config(p, m, 0, 50, "runs", n_ood=1000) for p in pairs.PAIRS for m in quality.TABLE_METHODS]
     assert len({(c.steps, c.kd_steps, c.batch_size) for c in cfgs}) == 1
-    for p in quality.PAIRS:
-        teachers = {(c.teacher, c.teacher_epochs, c.teacher_seed) for c in cfgs if c.dataset == quality.PAIRS[p]["dataset"]
-                    and c.ood == quality.PAIRS[p]["ood"]}
+    for p in pairs.PAIRS:
+        teachers = {(c.teacher, c.teacher_epochs, c.teacher_seed) for c in cfgs if c.dataset == pairs.PAIRS[p]["dataset"]
+                    and c.ood == pairs.PAIRS[p]["ood"]}
         assert len(teachers) == 1
     assert len({c.out_dir for c in cfgs}) == len(cfgs)
     assert {c.ood_subset for c in cfgs} == {0, 500}
@@ -69,7 +69,7 @@ def test_method_settings_reach_their_method_only():
 
     keys = {k for s in quality.METHOD_SETTINGS.values() for k in s}
     assert keys, "nothing to check"
-    for m in quality.METHODS:
+    for m in quality.TABLE_METHODS:
         c = quality.run_config("fmnist<-mnist5k", m, 0, 50, "runs", n_ood=1000)
         own = quality.METHOD_SETTINGS.get(m.rstrip("†"), {})
         for k in keys:
@@ -80,7 +80,7 @@ def test_a_run_at_chance_is_marked_and_left_out_of_the_targets_only():
     runs = fake_runs()
     runs.loc[len(runs)] = {"pair": "a<-b", "method": "kd_indomain", "seed": 2, "student_acc": 9.7, "teacher_acc": 90.0,
                            "steps": 10, "kd_steps": 5, "batch_size": 8}
-    table, checks = quality.summarize(runs)
+    table, checks = quality.table_by_pair(runs)
     assert table.loc["kd_indomain", "a<-b"].endswith(" *")  # mean of 80, 82, 9.7 with the mark
     assert table.loc["kd_indomain", "a<-b"].startswith(f"{(80 + 82 + 9.7) / 3:.2f}")
     assert checks.loc["a<-b", "gap_closed_%"] == 80.0  # as without the failed run
@@ -107,3 +107,12 @@ def test_ood_free_methods_share_one_run_across_pairs_with_the_same_in_domain_sid
         assert by.loc[(pairs[0], m), "student_acc"] == by.loc[(pairs[1], m), "student_acc"]
         assert by.loc[(pairs[0], m), "run_dir"] == by.loc[(pairs[1], m), "run_dir"]
     assert by.loc[(pairs[0], "mosaickd"), "run_dir"] != by.loc[(pairs[1], "mosaickd"), "run_dir"]
+
+
+def test_twins_are_the_configs_that_give_the_same_results_but_for_the_ood_side():
+    a = quality.run_config("fmnist<-mnist5k", "scratch", 0, 8, "runs")
+    b = quality.run_config("fmnist<-photos", "scratch", 0, 8, "runs")
+    assert a.ood != b.ood and quality.twin_key(a) == quality.twin_key(b)
+    assert quality.twin_key(a.replace(device="cpu", eval_every=1, channels_last=True)) == quality.twin_key(a)  # neutral
+    assert quality.twin_key(a.replace(lr_s=0.05)) != quality.twin_key(a)
+    assert quality.twin_key(quality.run_config("fmnist<-mnist5k", "kd_ood", 0, 8, "runs")) is None

@@ -1,10 +1,13 @@
-"""The helper scripts under benchmarks/: the sweep's selection table and the sample diagnostics."""
+"""The helper scripts under benchmarks/: the sweep's selection table and run reading, the sample diagnostics."""
 import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+
+from mosaic.config import RunConfig
+from mosaic.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,3 +42,33 @@ def test_set_stats_of_a_balanced_and_a_one_class_set():
     s = dg.set_stats(one, k)
     assert s["classes_eff"] == pytest.approx(1.0) and s["min_class_%"] == 0.0 and s["conf"] == 1.0
     assert s["spread_abs"] == pytest.approx(3 ** 0.5 / 2)  # every feature is half the (1,1,1) diagonal from the mean
+
+
+def tiny_run(tmp_path, **kw) -> RunConfig:
+    return RunConfig(**{**dict(dataset="digits", ood="mnist5k", teacher="cnn_half", student="cnn_half", teacher_epochs=1,
+                               teacher_dir=str(tmp_path / "teachers"), steps=2, kd_steps=1, batch_size=16, z_dim=16,
+                               ngf=8, ndf=8, patch_size=4, device="cpu", out_dir=str(tmp_path / "run")), **kw})
+
+
+def test_sweep_reads_finished_runs_and_trains_missing_ones_saying_so(tmp_path, monkeypatch, capsys):
+    vs = load("val_sweep")
+    calls = []
+    monkeypatch.setattr(vs, "train", lambda cfg, progress: calls.append(("train", cfg.out_dir)) or "trained")
+    monkeypatch.setattr(vs, "load_run", lambda out_dir, device: calls.append(("load_run", out_dir)) or "loaded")
+    cfg = tiny_run(tmp_path)
+    assert vs.sweep_run(cfg) == "trained" and f"training {cfg.out_dir}" in capsys.readouterr().out
+    monkeypatch.setattr(vs, "finished", lambda out_dir, c: c is cfg)
+    assert vs.sweep_run(cfg) == "loaded" and capsys.readouterr().out == ""
+    assert calls == [("train", cfg.out_dir), ("load_run", cfg.out_dir)]
+
+
+def test_diagnose_reads_a_finished_run_folder_and_never_trains(tmp_path, monkeypatch):
+    dg = load("diagnose")
+    cfg = tiny_run(tmp_path)
+    train(cfg, progress=False)
+    monkeypatch.setattr("mosaic.train.train", lambda *a, **k: pytest.fail("diagnose trained"))
+    rows = dg.diagnose(cfg.out_dir, n=40)
+    assert [r["set"] for r in rows] == ["in-domain", "OOD", "synthetic"] and rows[0]["spread"] == 1.0
+    assert {r["method"] for r in rows} == {"mosaickd"} and "d_real" in rows[2]
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        dg.diagnose(str(tmp_path / "nothing"))

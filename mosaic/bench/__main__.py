@@ -1,4 +1,4 @@
-"""``python -m mosaic.bench {speed,quality} [options]``: dispatch to the benchmark's own ``main``.
+"""``python -m mosaic.bench {speed,parity,quality} [options]``: dispatch to the benchmark's own ``main``.
 
 Each subcommand is imported only when asked for, so ``speed`` runs without ``quality`` and back.
 """

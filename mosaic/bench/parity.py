@@ -6,45 +6,85 @@
 
 Both paths train MosaicKD with the same teacher (the quality benchmark's, cached), OOD images,
 initialisation (seed), schedules and budget; only the way the iteration is computed differs (see
-``mosaic.bench.speed``: the reference is a PIL/DataLoader fp32 eager loop). The same seed does not
-give the same trajectory on both paths (their random streams differ), so the comparison is between
-seed distributions. Reported per seed: the final student's test accuracy and the training loop's
-wall time; then mean ± std per path, and for each fast path the difference of its mean from the
-reference's, with its standard error and the seed noise (the larger of the two stds).
+``mosaic.bench.variants``: the library path is ``mosaic.train.iterate``, the loop ``train()`` runs;
+the reference is a PIL/DataLoader fp32 eager loop). The same seed does not give the same trajectory
+on both paths (their random streams differ), so the comparison is between seed distributions.
+Reported per seed: the final student's test accuracy and the training loop's wall time; then
+mean ± std per path, and for each fast path the difference of its mean from the reference's, with its
+standard error and the seed noise (the larger of the two stds).
 Outputs: ``OUT/parity.csv`` (one row per run with its exact parameters) and ``OUT/parity.md``. Runs
-already in ``OUT/parity.csv`` with the same parameters are reused, so seeds can be added later.
+already in ``OUT/parity.csv`` with the same results-deciding parameters (``RunConfig.same_results``)
+are reused, so seeds can be added later.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
+import torch.nn as nn
 
+from mosaic.bench.pairs import PAIRS, pair_config
+from mosaic.bench.reports import command_line, markdown_table
+from mosaic.bench.timing import synchronize
+from mosaic.bench.variants import Variant, build_step, parse_variant
+from mosaic.checkpoint import seed_everything
 from mosaic.config import RunConfig, resolve_device
+from mosaic.data import get_dataset
+from mosaic.evaluate import accuracy
+from mosaic.train import build_teacher
 
 
-def run(pair: str, paths: list[str], seeds: list[int], steps: int, done: list[dict] = (), **overrides) -> list[dict]:
+def train_and_evaluate(path: str, cfg: RunConfig, steps: int, seed: int = 0, ref_workers: int = 0,
+                       teacher: nn.Module | None = None) -> dict[str, Any]:
+    """Train a student for ``steps`` iterations along ``path``; return its test accuracy and speed.
+
+    ``path``: "reference" (the plain loop, fp32 eager), "library" (``mosaic.train.iterate`` with cfg's
+    precision / channels_last / compile) or a variant name such as "library+bf16+cl". Both get the same
+    teacher (``teacher``, else cfg's cached one), OOD images, init (``seed``), cosine schedules and
+    budget; the library path draws the same numbers as ``train()`` of that config. Returns student_acc
+    (test split, %), wall_s, steps_per_s and the last step's losses.
+    """
+    device = resolve_device(cfg.device)
+    cfg = cfg.replace(steps=steps, seed=seed, device=device)
+    variant = Variant.of(cfg) if path == "library" else parse_variant(path)
+    if teacher is None:
+        teacher, _ = build_teacher(cfg, device, progress=False)
+    seed_everything(seed)
+    step, players, source = build_step(variant, cfg, teacher, None, device, ref_workers)
+    t = time.perf_counter()
+    for _ in range(steps):
+        out = step()
+    synchronize(device)
+    wall_s = time.perf_counter() - t
+    if hasattr(source, "shutdown"):  # the ReferenceLoop's DataLoader workers
+        source.shutdown()
+    test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
+    return {"path": path, "variant": variant.name, "seed": seed, "steps": steps,
+            "student_acc": accuracy(players.student, test, device=device), "wall_s": wall_s,
+            "steps_per_s": steps / wall_s, **out}
+
+
+def run(pair: str, paths: list[str], seeds: list[int], steps: int, done: Sequence[dict] = (),
+        **overrides: Any) -> list[dict]:
     """One row per (seed, path): student test accuracy, wall time and the exact parameters.
 
-    Rows of ``done`` with the same pair, path, seed and parameters are reused instead of retrained.
+    Rows of ``done`` with the same pair, path and seed whose parameters give the same results
+    (``RunConfig.same_results``) are reused instead of retrained.
     """
-    from mosaic.bench.quality import PAIRS
-    from mosaic.bench.speed import train_and_evaluate
-    from mosaic.train import build_teacher
-
-    cfg = RunConfig(**{**PAIRS[pair], **overrides}).replace(eval_every=0, ckpt_every=0)
+    cfg = pair_config(pair, **overrides).replace(eval_every=0, ckpt_every=0)
     cfg = cfg.replace(device=resolve_device(cfg.device))
     teacher, _ = build_teacher(cfg, cfg.device, progress=False)
     rows = []
     for seed in seeds:
         for path in paths:
-            params = json.dumps(cfg.replace(steps=steps, seed=seed).to_dict(), sort_keys=True)
-            old = [r for r in done if (r["pair"], r["path"], r["seed"], r["params"]) == (pair, path, seed, params)]
+            run_cfg = cfg.replace(steps=steps, seed=seed)
+            old = [r for r in done if (r["pair"], r["path"], r["seed"]) == (pair, path, seed)
+                   and run_cfg.same_results(json.loads(r["params"]))]
             if old:
                 rows.append(old[0])
                 continue
@@ -52,13 +92,13 @@ def run(pair: str, paths: list[str], seeds: list[int], steps: int, done: list[di
             r = train_and_evaluate(path, cfg, steps, seed=seed, teacher=teacher)
             rows.append({"pair": pair, "path": path, "seed": seed, "steps": steps, "student_acc": r["student_acc"],
                          "loop_s": round(r["wall_s"], 1), "steps_per_s": round(r["steps_per_s"], 3),
-                         "params": params})
+                         "params": json.dumps(run_cfg.to_dict(), sort_keys=True)})
             print(f"  seed {seed} {path}: {r['student_acc']:.2f} % ({time.perf_counter() - t:.0f} s)", flush=True)
     return rows
 
 
-def summarize(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Per path: mean, std (ddof 1; 0 with one seed) and n of the student accuracy."""
+def parity_stats(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Per path: mean, std (ddof 1; 0 with one seed) and n of the student accuracy, mean steps/s."""
     out = {}
     for path in dict.fromkeys(r["path"] for r in rows):
         acc = [r["student_acc"] for r in rows if r["path"] == path]
@@ -68,20 +108,20 @@ def summarize(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def to_markdown(rows: list[dict], command: str) -> str:
-    s = summarize(rows)
+    s = parity_stats(rows)
     rs = s["reference"]
     fast = [p for p in s if p != "reference"]
     seeds = sorted({r["seed"] for r in rows})
+    cells = []
+    for path, st in s.items():
+        acc = {r["seed"]: r["student_acc"] for r in rows if r["path"] == path}
+        cells.append([path, *[f"{acc[k]:.2f}" if k in acc else "—" for k in seeds],
+                      f"{st['mean']:.2f} ± {st['std']:.2f} (n={st['n']})", f"{st['steps_per_s']:.2f}"])
     lines = [f"### accuracy parity: {', '.join(fast)} vs reference", "",
              f"- `{command}`",
              f"- {rows[0]['pair']}, {rows[0]['steps']} steps, seeds {seeds}; final student, test split", "",
-             "| path | " + " | ".join(f"seed {k}" for k in seeds) + " | mean ± std | steps/s |",
-             "|---|" + "---:|" * (len(seeds) + 2)]
-    for path, st in s.items():
-        acc = {r["seed"]: r["student_acc"] for r in rows if r["path"] == path}
-        lines.append(f"| {path} | " + " | ".join(f"{acc[k]:.2f}" if k in acc else "—" for k in seeds)
-                     + f" | {st['mean']:.2f} ± {st['std']:.2f} (n={st['n']}) | {st['steps_per_s']:.2f} |")
-    lines.append("")
+             *markdown_table(["path", *[f"seed {k}" for k in seeds], "mean ± std", "steps/s"], cells,
+                             "l" + "r" * (len(seeds) + 2)), ""]
     for path in fast:
         fs = s[path]
         diff, noise = fs["mean"] - rs["mean"], max(rs["std"], fs["std"])
@@ -102,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="4 steps, one seed, small batch (smoke test)")
     p.add_argument("--out", default="benchmarks")
     a = p.parse_args(argv)
-    from mosaic.bench.quality import PAIRS
-
     if a.pair not in PAIRS:
         p.error(f"--pair {a.pair!r}: choose one of {', '.join(PAIRS)}")
     if a.threads:
@@ -119,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = run(a.pair, ["reference", *a.fast], seeds, steps, done=done, **overrides)
 
     pd.DataFrame(rows).to_csv(out / f"{stem}.csv", index=False)
-    md = to_markdown(rows, " ".join(["python -m mosaic.bench parity", *(sys.argv[1:] if argv is None else argv)]))
+    md = to_markdown(rows, command_line("parity", argv))
     (out / f"{stem}.md").write_text(md)
     print(md)
     return 0

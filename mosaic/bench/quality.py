@@ -25,14 +25,8 @@ import re
 import time
 from pathlib import Path
 
+from mosaic.bench.pairs import PAIRS, pair_config
 from mosaic.config import RunConfig
-
-PAIRS: dict[str, dict] = {
-    "fmnist<-mnist5k": dict(dataset="fmnist", ood="mnist5k", teacher="lenet5", student="lenet5_half", teacher_epochs=5),
-    "mnist5k<-fmnist": dict(dataset="mnist5k", ood="fmnist", teacher="lenet5", student="lenet5_half", teacher_epochs=30),
-    "fmnist<-photos": dict(dataset="fmnist", ood="folder:data/skimage_photos", teacher="lenet5", student="lenet5_half",
-                           teacher_epochs=5),
-}
 # Per-method settings that differ from the RunConfig defaults (the paper's values), each chosen on the
 # in-domain *validation* accuracy of the first two pairs, averaged over pairs and 2 seeds; the third pair
 # was not looked at. Evidence: benchmarks/val_sweep_cpu.md (`python benchmarks/val_sweep.py --fast`).
@@ -41,8 +35,8 @@ METHOD_SETTINGS: dict[str, dict] = {
     "datafree": dict(lr_g=3e-3),
 }
 CHANCE_MARGIN = 5.0  # a final student within this many points of chance accuracy did not train
-METHODS = ("scratch", "kd_indomain", "kd_ood", "datafree", "mosaickd", "mosaickd†")
-ROW_ORDER = ("teacher", *METHODS)
+TABLE_METHODS = ("scratch", "kd_indomain", "kd_ood", "datafree", "mosaickd", "mosaickd†")  # the table's rows
+ROW_ORDER = ("teacher", *TABLE_METHODS)
 
 
 def run_config(pair: str, method: str, seed: int, steps: int, runs_root: str | Path, n_ood: int = 0,
@@ -52,10 +46,10 @@ def run_config(pair: str, method: str, seed: int, steps: int, runs_root: str | P
     subset = n_ood // 2 if method.endswith("†") else 0
     if method.endswith("†") and subset < 1:
         raise ValueError(f"{method} needs the OOD set's size (n_ood) to keep its highest-entropy half")
-    return RunConfig(method=method.rstrip("†"), steps=steps, seed=seed, ood_subset=subset,
-                     eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 4),
-                     out_dir=str(Path(runs_root) / slug / method.replace("†", "_dagger") / f"s{seed}"),
-                     **{**PAIRS[pair], **METHOD_SETTINGS.get(method.rstrip("†"), {}), **overrides})
+    return pair_config(pair, method=method.rstrip("†"), steps=steps, seed=seed, ood_subset=subset,
+                       eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 4),
+                       out_dir=str(Path(runs_root) / slug / method.replace("†", "_dagger") / f"s{seed}"),
+                       **{**METHOD_SETTINGS.get(method.rstrip("†"), {}), **overrides})
 
 
 def ood_size(pair: str, data_root: str = "data") -> int:
@@ -85,14 +79,13 @@ OOD_FREE = ("scratch", "kd_indomain", "datafree")  # methods that never look at 
 
 
 def twin_key(cfg: RunConfig) -> str | None:
-    """For a method that ignores the OOD images, its config without the OOD fields: cells of pairs that
-    share the in-domain side then share one run (trained once; its row is repeated per pair)."""
+    """For a method that ignores the OOD images, its results-deciding fields (``RunConfig.results_key``)
+    without the OOD ones: cells of pairs that share the in-domain side then share one run (trained
+    once; its row is repeated per pair)."""
     if cfg.method not in OOD_FREE:
         return None
-    d = cfg.to_dict()
-    for k in ("ood", "ood_subset", "out_dir"):
-        d.pop(k)
-    return json.dumps(d, sort_keys=True)
+    key = {k: v for k, v in cfg.results_key().items() if k not in ("ood", "ood_subset")}
+    return json.dumps(key, sort_keys=True)
 
 
 def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int = 1, threads: int = 0, **overrides):
@@ -161,7 +154,7 @@ def failed(runs):
     return runs["student_acc"] <= 100 / classes + CHANCE_MARGIN
 
 
-def summarize(runs):
+def table_by_pair(runs):
     """Mean ± std per (row, pair) with a teacher row (cells holding a failed run marked *); and
     per-pair target checks on the means of the runs that did not fail."""
     import pandas as pd
@@ -194,7 +187,7 @@ def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md"
     out.mkdir(parents=True, exist_ok=True)
     if csv:
         runs.to_csv(out / "quality_runs.csv", index=False)
-    table, checks = summarize(runs)
+    table, checks = table_by_pair(runs)
     seeds = runs.groupby(["pair", "method"])["seed"].nunique().min()
     budget = runs.iloc[0]
     md = (f"Test top-1 (%) of the final student, mean ± std over {seeds} seed(s); "
@@ -211,7 +204,7 @@ def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md"
            + "):\n\n" + checks.to_markdown() + "\n")
     (out / "quality_table.md").write_text(md)
     fig, ax = plt.subplots(figsize=(9, 3.8))
-    order = [m for m in METHODS if m in set(runs["method"])]
+    order = [m for m in TABLE_METHODS if m in set(runs["method"])]
     sns.barplot(data=runs, x="pair", y="student_acc", hue="method", hue_order=order, errorbar="sd", ax=ax)
     ax.set_ylabel("student test acc (%)")
     ax.legend(fontsize=7, ncol=3)
@@ -231,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mosaic.bench quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="one pair, one seed, 4 steps, results to --out (smoke test)")
     p.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    p.add_argument("--methods", nargs="+", default=list(TABLE_METHODS), choices=list(TABLE_METHODS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--out", default="benchmarks")
