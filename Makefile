@@ -41,10 +41,11 @@ test-fast: install
 
 # JupyterLab on the repository (notebooks/ in the file browser) with this venv as the `python3` kernel:
 # JUPYTER_PATH puts the venv's kernel spec and lab extensions (the ipywidgets manager) ahead of any per-user
-# ones. LAB_ARGS adds options, e.g. `make lab LAB_ARGS="--no-browser --port 8890"`; root needs --allow-root.
-LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+# ones. LAB_ARGS adds options, e.g. `make lab LAB_ARGS="--no-browser --port 8890"`; --allow-root when root.
+LAB_ARGS ?=
 lab: data
-	JUPYTER_PATH=$(abspath $(VENV))/share/jupyter $(BIN)/jupyter lab --ServerApp.root_dir=. $(LAB_ARGS)
+	JUPYTER_PATH=$(abspath $(VENV))/share/jupyter $(BIN)/jupyter lab --ServerApp.root_dir=. \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # re-execute every notebook in place (stores the outputs that nbval compares against)
 notebooks: data

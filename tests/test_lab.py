@@ -95,8 +95,6 @@ def notebook_dir(requirements, tmp_path_factory):
     """A folder inside the repository (git-ignored runs/) holding a parameterised copy of notebook 03,
     never executed; its run_dir is a 4-step run trained here. Inside the repository so that the
     notebook's ``use_project_root()`` finds data/ and checkpoints/."""
-    import nbformat
-
     from mosaic.config import RunConfig
     from mosaic.train import train
 
@@ -107,6 +105,15 @@ def notebook_dir(requirements, tmp_path_factory):
           progress=False)
     folder = ROOT / "runs" / "lab_test" / f"nb-{os.getpid()}-{secrets.token_hex(3)}"
     folder.mkdir(parents=True)
+    try:
+        yield _write_notebook(folder, run_dir)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_notebook(folder: Path, run_dir: Path) -> Path:
+    import nbformat
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
     for cell in nb.cells:  # a fresh, never-run notebook: the browser run is the only one
         if cell.cell_type == "code":
@@ -119,10 +126,7 @@ def notebook_dir(requirements, tmp_path_factory):
     source = "# Parameters (tests/test_lab.py)\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
     nb.cells.insert(at + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
     nbformat.write(nb, folder / NOTEBOOK.name)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return folder
 
 
 # ----------------------------------------------------------------------------- the server
@@ -173,6 +177,7 @@ def lab_server(notebook_dir, tmp_path_factory):
         yield url, token
     finally:
         _stop(proc)
+        _kill_kernels(tmp / "runtime")
         log.close()
 
 
@@ -192,6 +197,18 @@ def _stop(proc: subprocess.Popen) -> None:
         return
 
 
+def _kill_kernels(runtime_dir: Path) -> None:
+    """SIGKILL kernels still alive after the server stopped (it shuts them down itself unless it hung):
+    jupyter_client starts each in its own session, with a connection file in this server's runtime dir."""
+    marker = str(runtime_dir).encode()
+    for proc_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            if marker in (proc_dir / "cmdline").read_bytes():
+                os.kill(int(proc_dir.name), signal.SIGKILL)
+        except (OSError, ValueError):
+            continue
+
+
 # ----------------------------------------------------------------------------- the browser
 
 @pytest.fixture
@@ -204,7 +221,7 @@ def browser(lab_server, tmp_path):
     for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
         opts.add_argument(flag)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    service = Service(executable_path=shutil.which("chromedriver"), env={**os.environ, "SE_OFFLINE": "true"})
+    service = Service(executable_path=shutil.which("chromedriver"))  # given paths: Selenium Manager never runs
     driver = webdriver.Chrome(options=opts, service=service)
     try:
         yield driver
