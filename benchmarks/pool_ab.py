@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from mosaic.bench import speed
+from mosaic.bench import variants
 from mosaic.models import pool
 
 HERE = Path(__file__).resolve().parent
@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(HERE / "pool_ab_cpu"))
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    setup = speed.make_setup("default", "cpu", threads=a.threads)
-    teacher, ood = speed.bench_inputs(setup)
-    step, players, _ = speed.build_step(speed.parse_variant("library+bf16+cl"), setup.cfg, teacher, ood, "cpu")
+    setup = variants.make_setup("default", "cpu", threads=a.threads)
+    teacher, ood = variants.bench_inputs(setup)
+    step, players, _ = variants.build_step(variants.parse_variant("library+bf16+cl"), setup.cfg, teacher, ood, "cpu")
     x = torch.rand(256, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     maps = {f"pool {tuple(s)} bf16 cl": torch.randn(*s).bfloat16().contiguous(memory_format=torch.channels_last)
             for s in [(256, 6, 28, 28), (256, 16, 14, 14), (256, 3, 28, 28), (256, 8, 14, 14)]}

@@ -7,6 +7,7 @@ choices, so a typo in a papermill ``-p`` flag fails at once and says what to typ
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -72,29 +73,57 @@ class RunConfig:
         "channels_last", "compile"})
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)  # YAML/papermill give lists
-        for f in dataclasses.fields(self):  # 1 and 1.0 are the same lr: floats are floats, so configs compare equal
-            if f.type == "float" and isinstance(getattr(self, f.name), int) and not isinstance(getattr(self, f.name), bool):
-                setattr(self, f.name, float(getattr(self, f.name)))
+        self._check_types()  # papermill, YAML and CLI values arrive untyped: wrong types fail here, by name
         _choice("method", self.method, METHODS)
         _choice("discriminator", self.discriminator, DISCRIMINATORS)
         _choice("precision", self.precision, PRECISIONS)
         for name in ("steps", "kd_steps", "batch_size", "z_dim", "ngf", "ndf", "teacher_epochs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"RunConfig.{name} must be >= 1, got {getattr(self, name)}")
+            _at_least(name, getattr(self, name), 1)
         for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"RunConfig.{name} must be >= 0, got {getattr(self, name)}")
+            _at_least(name, getattr(self, name), 0)
         for name in ("lr_s", "lr_g", "lr_d", "t_kd"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"RunConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("w_local", "w_align", "w_balance", "w_adv", "wd_s", "momentum_s"):
-            if float(getattr(self, name)) < 0:
-                raise ValueError(f"RunConfig.{name} must be >= 0, got {getattr(self, name)}")
+            if not 0 < getattr(self, name) < math.inf:
+                raise ValueError(f"RunConfig.{name} must be a finite number > 0, got {getattr(self, name)}")
+        for name in ("w_local", "w_align", "w_balance", "w_adv", "wd_s"):
+            if not 0 <= getattr(self, name) < math.inf:
+                raise ValueError(f"RunConfig.{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum_s < 1:
+            raise ValueError(f"RunConfig.momentum_s must be in [0, 1), got {self.momentum_s}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"RunConfig.betas must be two numbers in [0, 1), got {self.betas}")
         if self.discriminator == "patch" and self.patch_size < 2:
             raise ValueError(f"RunConfig.patch_size must be >= 2, got {self.patch_size}")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
             raise ValueError(f"RunConfig.device must be 'auto', 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if not self.out_dir.strip():
+            raise ValueError("RunConfig.out_dir must name a folder, got an empty string")
+
+    def _check_types(self) -> None:
+        """Each field holds its annotated type: ints are whole numbers (2.0 -> 2; 1.5 is an error), floats
+        are numbers (1 -> 1.0, so equal configs compare equal), bools are True/False, strings are strings."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), str(f.type)
+            wrong = ValueError(f"RunConfig.{f.name} must be {_KINDS.get(kind, kind)}, got {value!r} "
+                               f"({type(value).__name__})")
+            if kind == "bool":
+                if not isinstance(value, bool):
+                    raise wrong
+            elif kind == "int":
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                        (isinstance(value, float) and not value.is_integer()):
+                    raise wrong
+                setattr(self, f.name, int(value))
+            elif kind == "float":
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise wrong
+                setattr(self, f.name, float(value))
+            elif kind == "str" and not isinstance(value, str):
+                raise wrong
+            elif f.name == "betas":  # YAML/papermill give lists
+                if isinstance(value, (str, bytes)) or not all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                                                               for b in value):
+                    raise wrong
+                self.betas = tuple(float(b) for b in value)
 
     @property
     def uses_generator(self) -> bool:
@@ -162,6 +191,15 @@ class RunConfig:
     def __str__(self) -> str:
         return (f"RunConfig({self.method}: {self.teacher}->{self.student} on {self.dataset}, "
                 f"ood={self.ood}, steps={self.steps}x{self.kd_steps}, batch={self.batch_size}, seed={self.seed})")
+
+
+_KINDS = {"bool": "True or False", "int": "a whole number", "float": "a number", "str": "a string",
+          "tuple[float, float]": "two numbers"}
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ValueError(f"RunConfig.{name} must be >= {low}, got {value}")
 
 
 def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:

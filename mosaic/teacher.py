@@ -6,7 +6,6 @@ only; the kept epoch is chosen on the validation split.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from mosaic import checkpoint, losses
 from mosaic.data import Batcher, get_dataset
 from mosaic.evaluate import accuracy
 from mosaic.models import Classifier, get_classifier
+from mosaic.nnutil import cosine_schedule
 
 
 @dataclass
@@ -53,7 +53,7 @@ def train_teacher(cfg: TeacherConfig, device: str | torch.device = "cpu", progre
     iters_per_epoch = max(1, len(train) // batch_size)
     total = cfg.epochs * iters_per_epoch
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.wd, nesterov=True)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * i / total)))
+    sched = cosine_schedule(opt, total)
     batches = Batcher(train, batch_size, seed=cfg.seed, augment=True, device=device)
     best_acc, best_state, best_epoch = -1.0, None, -1
     bar = tqdm(total=total, desc=f"teacher {cfg.arch}@{cfg.dataset}", disable=not progress, leave=False)
@@ -88,9 +88,41 @@ def _with_info(model: Classifier, info: dict) -> tuple[Classifier, dict]:
     return freeze(model), info
 
 
+TEACHER_FILE_HELP = "pass a teacher file written by mosaic.teacher.get_teacher (e.g. checkpoints/teachers/*.pt)"
+
+
+def read_teacher_file(path: str | Path) -> dict:
+    """The contents of a teacher file, or an error that says what the file is instead and what to pass."""
+    ckpt = checkpoint.load(path, what_to_do=TEACHER_FILE_HELP)
+    if "models" in ckpt and "config" in ckpt:
+        raise ValueError(f"{path} is a run's checkpoint (written by mosaic.train), not a teacher file; "
+                         f"{TEACHER_FILE_HELP}")
+    if not ("state_dict" in ckpt and isinstance(ckpt.get("info"), dict) and "config" in ckpt["info"]):
+        raise ValueError(f"{path} is not a teacher file (it holds {sorted(ckpt)[:6]}); {TEACHER_FILE_HELP}")
+    return ckpt
+
+
+def teacher_fields(ckpt: dict, data_root: str | None = None) -> dict:
+    """What a teacher file says it is: task, dataset, architecture and input spec (channels, size, classes)."""
+    cfg = ckpt["info"]["config"]
+    spec = ckpt.get("spec") or get_dataset(cfg["dataset"], "test", root=data_root or cfg["data_root"]).spec
+    return {"task": ckpt.get("task", "classification"), "dataset": cfg["dataset"], "arch": cfg["arch"],
+            "channels": spec.channels, "size": spec.size, "num_classes": spec.num_classes}
+
+
+def check_teacher_file(path: str | Path, want: dict, data_root: str | None = None) -> None:
+    """Refuse a teacher file whose task, dataset, architecture or input spec differs from ``want``
+    (a dict with some of ``teacher_fields``' keys), naming every field that differs."""
+    have = teacher_fields(read_teacher_file(path), data_root)
+    diff = [f"{k} is {have[k]!r} in the file but {v!r} in this run" for k, v in want.items() if have.get(k) != v]
+    if diff:
+        raise ValueError(f"teacher_ckpt {path} does not fit this run: {'; '.join(diff)}. Pass a teacher trained "
+                         "for this run's dataset and architecture (or set dataset/teacher to match the file)")
+
+
 def load_teacher(path: str | Path, device: str | torch.device = "cpu", data_root: str | None = None) -> tuple[nn.Module, dict]:
     """Load a teacher file written by ``get_teacher`` (frozen); its info gains the file's ``path``."""
-    ckpt = checkpoint.load(path)
+    ckpt = read_teacher_file(path)
     cfg = TeacherConfig(**ckpt["info"]["config"])
     spec = ckpt.get("spec") or get_dataset(cfg.dataset, "test", root=data_root or cfg.data_root).spec
     model = get_classifier(cfg.arch, spec)
@@ -107,8 +139,10 @@ def get_teacher(cfg: TeacherConfig, cache_dir: str | Path = "checkpoints/teacher
         model, info = load_teacher(path, device, data_root=cfg.data_root)
         return _with_info(model, {**info, "cached": True})
     model, info = train_teacher(cfg, device, progress)
-    checkpoint.save_atomic({"state_dict": model.state_dict(), "spec": model.spec, "info": info}, path)
+    checkpoint.save_atomic({"task": "classification", "state_dict": model.state_dict(), "spec": model.spec,
+                            "info": info}, path)
     return _with_info(model, {**info, "path": str(path), "cached": False})
 
 
-__all__ = ["TeacherConfig", "freeze", "train_teacher", "get_teacher", "load_teacher", "cache_path"]
+__all__ = ["TeacherConfig", "freeze", "train_teacher", "get_teacher", "load_teacher", "cache_path",
+           "read_teacher_file", "teacher_fields", "check_teacher_file"]

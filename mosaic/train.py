@@ -21,6 +21,8 @@ import dataclasses
 import io
 import json
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +35,11 @@ from tqdm.auto import tqdm
 
 from mosaic import checkpoint, game
 from mosaic.config import RunConfig, resolve_device
-from mosaic.data import Batcher, ImageData, adapt, entropy_subset, get_dataset
+from mosaic.data import DATASETS, Batcher, ImageData, adapt, dataset_spec, entropy_subset, get_dataset
 from mosaic.evaluate import accuracy, evaluate
-from mosaic.models import Generator, get_classifier, get_discriminator
-from mosaic.teacher import TeacherConfig, cache_path, get_teacher, load_teacher
+from mosaic.models import CLASSIFIERS, Generator, get_classifier, get_discriminator
+from mosaic.nnutil import cosine_schedule
+from mosaic.teacher import TEACHER_FILE_HELP, TeacherConfig, cache_path, check_teacher_file, get_teacher, load_teacher
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -139,9 +142,8 @@ def build_streams(cfg: RunConfig, teacher: nn.Module, device: str) -> tuple[game
 
 def build_schedulers(players: game.Players, steps: int) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
     """Cosine to 0 over ``steps`` outer iterations, stepped once per iteration (all players)."""
-    cosine = lambda i: 0.5 * (1 + math.cos(math.pi * min(i, steps) / steps))  # noqa: E731
     opts = {"s": players.opt_s, "g": players.opt_g, "d": players.opt_d}
-    return {k: torch.optim.lr_scheduler.LambdaLR(o, cosine) for k, o in opts.items() if o is not None}
+    return {k: cosine_schedule(o, steps) for k, o in opts.items() if o is not None}
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -155,6 +157,65 @@ def _modules(players: game.Players) -> dict[str, nn.Module]:
 
 def _optimizers(players: game.Players) -> dict[str, torch.optim.Optimizer]:
     return {k: o for k, o in (("opt_s", players.opt_s), ("opt_g", players.opt_g), ("opt_d", players.opt_d)) if o is not None}
+
+
+# ----------------------------------------------------------------------------- checks before any work
+
+def _writable_folder(out: Path) -> None:
+    """out_dir can be created and written: an existing one is a writable folder, else its nearest existing
+    parent is a writable folder."""
+    if out.exists():
+        if not out.is_dir():
+            raise ValueError(f"out_dir {out} exists and is not a folder; choose another out_dir")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError(f"out_dir {out} is not writable; fix its permissions or choose another out_dir")
+        return
+    parent = next(p for p in out.absolute().parents if p.exists())
+    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        raise PermissionError(f"out_dir {out} cannot be created: {parent} is not a writable folder; "
+                              "choose another out_dir")
+
+
+def _check_teacher_module(cfg: RunConfig, teacher: nn.Module) -> None:
+    """A teacher passed to ``train`` reads the run's dataset: same channels, size and classes."""
+    want, have = dataset_spec(cfg.dataset), getattr(teacher, "spec", None)
+    fields = ("channels", "size", "num_classes")
+    if have is None or any(getattr(have, f) != getattr(want, f) for f in fields):
+        raise ValueError(f"the teacher passed to train() expects {have} inputs but dataset={cfg.dataset!r} has "
+                         f"{want}; pass a teacher of this dataset")
+
+
+def preflight(cfg: RunConfig) -> None:
+    """Every check that needs no data and no training, done before anything is created or trained.
+
+    Dataset and architecture names, the patch discriminator's size against the teacher's input, the
+    teacher file (readable, a teacher, the run's dataset / architecture / input spec), the device, and
+    a writable out_dir. Each error names the parameter or file and what to do.
+    """
+    if cfg.dataset.startswith("folder:"):
+        raise ValueError(f"dataset={cfg.dataset!r}: the in-domain dataset needs labels (the teacher's task); "
+                         f"use folder:PATH as ood, and one of {', '.join(DATASETS[:-1])} as dataset")
+    spec = dataset_spec(cfg.dataset)  # unknown names fail here, listing the valid ones
+    if not cfg.ood.startswith("folder:"):
+        dataset_spec(cfg.ood)
+    for role in ("teacher", "student"):
+        if getattr(cfg, role) not in CLASSIFIERS:
+            raise ValueError(f"{role}={getattr(cfg, role)!r} is not a classifier; valid names: {', '.join(CLASSIFIERS)}")
+    if cfg.uses_discriminator and cfg.discriminator == "patch" and cfg.patch_size > spec.size:
+        raise ValueError(f"patch_size={cfg.patch_size} is larger than the {spec.size}x{spec.size} images of "
+                         f"{cfg.dataset}: choose a patch_size <= {spec.size} (or discriminator='full')")
+    if cfg.ood_subset and not cfg.uses_ood:
+        raise ValueError(f"ood_subset={cfg.ood_subset} has no effect on method {cfg.method!r} (it sees no OOD "
+                         "images); set ood_subset=0")
+    if cfg.teacher_ckpt:
+        if not Path(cfg.teacher_ckpt).is_file():
+            raise FileNotFoundError(f"teacher_ckpt {cfg.teacher_ckpt} does not exist; {TEACHER_FILE_HELP}, "
+                                    "or leave teacher_ckpt empty to train/cache one")
+        check_teacher_file(cfg.teacher_ckpt, {"task": "classification", "dataset": cfg.dataset, "arch": cfg.teacher,
+                                              "channels": spec.channels, "size": spec.size,
+                                              "num_classes": spec.num_classes}, data_root=cfg.data_root)
+    resolve_device(cfg.device)
+    _writable_folder(Path(cfg.out_dir))
 
 
 # ----------------------------------------------------------------------------- run folder
@@ -171,7 +232,17 @@ def _history_csv(history: list[dict[str, float]]) -> str:
 
 
 def _save(out: Path, cfg: RunConfig, state: LoopState, players: game.Players, schedulers, batchers) -> None:
-    """checkpoint.pt (everything a resume needs) and history.csv, each written atomically."""
+    """checkpoint.pt (everything a resume needs) and history.csv, each written atomically.
+
+    A checkpoint is written only when every weight and optimiser state in it is finite (else
+    NonFiniteLossError, and the previous checkpoint stays the last good one).
+    """
+    bad = checkpoint.nonfinite({"models": {k: m.state_dict() for k, m in _modules(players).items()},
+                                "optimizers": {k: o.state_dict()["state"] for k, o in _optimizers(players).items()}})
+    if bad:
+        first = next(iter(bad))
+        raise NonFiniteLossError(f"{sum(bad.values())} non-finite values in {len(bad)} tensors (first: {first}) "
+                                 f"at step {state.step} of {cfg.method}; this checkpoint was not written")
     ckpt = {
         "config": cfg.to_dict(), "step": state.step, "wall_s": state.wall_s, "history": state.history,
         "best": state.best,
@@ -199,7 +270,8 @@ def _resume(out: Path, cfg: RunConfig, players: game.Players, schedulers, batche
     path = out / "checkpoint.pt"
     if not (cfg.resume and path.exists()):
         return LoopState()
-    ckpt = checkpoint.load(path, map_location=device)
+    ckpt = checkpoint.load(path, map_location=device,
+                           what_to_do="move it away (the run restarts from step 0) or pass resume=False")
     diff = cfg.results_diff(ckpt["config"])
     if diff:
         raise ValueError(f"{path} was written with other parameters {diff} (saved, now); "
@@ -220,7 +292,17 @@ def finished(out_dir: str | Path, cfg: RunConfig | None = None) -> bool:
     out = Path(out_dir)
     if not ((out / "metrics.json").exists() and (out / "checkpoint.pt").exists()):
         return False
-    return cfg is None or cfg.same_results(json.loads((out / "metrics.json").read_text()).get("config", {}))
+    return cfg is None or cfg.same_results(read_metrics(out).get("config", {}))
+
+
+def read_metrics(out_dir: str | Path) -> dict[str, Any]:
+    """A run folder's metrics.json; an unreadable one says how to recover."""
+    path = Path(out_dir) / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is unreadable ({err}); delete it: the next train() of this run evaluates the "
+                         "final checkpoint again and rewrites it") from err
 
 
 # ----------------------------------------------------------------------------- reading a finished run
@@ -248,14 +330,15 @@ def load_run(out_dir: str | Path, device: str = "auto", teacher: nn.Module | Non
     if not (out / "metrics.json").exists():
         raise FileNotFoundError(f"{out} holds no finished run (no metrics.json); train one with "
                                 f"mosaic.train.train(RunConfig(out_dir={str(out)!r}, ...)) or point at a finished run")
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = read_metrics(out)
     cfg = RunConfig.from_dict(metrics["config"])
     device = resolve_device(device)
     rng = checkpoint.rng_state()
     if teacher is None:
         teacher, _ = load_teacher(_find_teacher(cfg, metrics, out), device, data_root=cfg.data_root)
     players = build_players(cfg.replace(compile=False), teacher, device)
-    ckpt = checkpoint.load(out / "checkpoint.pt", map_location=device)
+    ckpt = checkpoint.load(out / "checkpoint.pt", map_location=device,
+                           what_to_do="the run's weights are lost: train it again (resume=False)")
     _load_players(ckpt, players)
     ood = build_ood(cfg, teacher, device) if cfg.uses_ood else None
     checkpoint.set_rng_state(rng)
@@ -277,7 +360,17 @@ def iterate(players: game.Players, streams: game.Streams, schedulers: dict, cfg:
     bad = [k for k, v in row.items() if not math.isfinite(v)]
     if bad:
         raise NonFiniteLossError(f"{', '.join(bad)} became {row[bad[0]]} at step {step} of {cfg.method}", row)
+    weights = [p for m in _modules(players).values() for p in m.parameters()]
+    if not bool(torch.stack([p.detach().isfinite().all() for p in weights]).all()):  # one sync per step
+        names = [k for k, m in _modules(players).items() if checkpoint.nonfinite(m.state_dict())]
+        raise NonFiniteLossError(f"the {' and '.join(names)} weights became non-finite at step {step} of "
+                                 f"{cfg.method} (the losses were still finite)", row)
     return row
+
+
+def _last_good(out: Path) -> str:
+    path = out / "checkpoint.pt"
+    return f"{path} (step {checkpoint.load(path)['step']})" if path.exists() else "none written yet"
 
 
 def _snapshot(student: nn.Module) -> dict[str, torch.Tensor]:
@@ -296,10 +389,8 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
         except NonFiniteLossError as err:  # keep every step up to this one, name the last good checkpoint
             state.history.append(err.row)
             checkpoint.write_text_atomic(_history_csv(state.history), out / "history.csv")
-            path = out / "checkpoint.pt"
-            last = f"{path} (step {checkpoint.load(path)['step']})" if path.exists() else "none written yet"
-            raise NonFiniteLossError(f"{err}; last good checkpoint: {last}. history.csv has every step up to "
-                                     "this one.", err.row) from None
+            raise NonFiniteLossError(f"{err}; last good checkpoint: {_last_good(out)}. history.csv has every "
+                                     "step up to this one.", err.row) from None
         state.history.append(row)
         state.step = it + 1
         done = state.step == cfg.steps
@@ -310,7 +401,11 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
             bar.set_postfix(loss_s=f"{row['loss_s']:.3f}", val_acc=f"{row['val_acc']:.1f}")
         if (cfg.ckpt_every and state.step % cfg.ckpt_every == 0) or done:
             state.wall_s = time.perf_counter() - t0
-            _save(out, cfg, state, players, schedulers, batchers)
+            try:
+                _save(out, cfg, state, players, schedulers, batchers)
+            except NonFiniteLossError as err:
+                raise NonFiniteLossError(f"{err}; last good checkpoint: {_last_good(out)}. history.csv has "
+                                         "every step up to this one.") from None
     bar.close()
     state.wall_s = time.perf_counter() - t0
     return state
@@ -351,8 +446,17 @@ def train(cfg: RunConfig, teacher: nn.Module | None = None, progress: bool = Tru
     out = Path(cfg.out_dir)
     if cfg.resume and finished(out, cfg):
         return load_run(out, device=cfg.device, teacher=teacher)
-    device = resolve_device(cfg.device)
+    preflight(cfg)  # nothing is created or trained before every check has passed
+    if teacher is not None:
+        _check_teacher_module(cfg, teacher)
     out.mkdir(parents=True, exist_ok=True)
+    with checkpoint.folder_lock(out):  # a second process on this out_dir gets RunLockedError
+        checkpoint.remove_temp_files(out)  # what a killed writer left (no live writer: we hold the lock)
+        return _train(cfg, out, teacher, progress)
+
+
+def _train(cfg: RunConfig, out: Path, teacher: nn.Module | None, progress: bool) -> RunResult:
+    device = resolve_device(cfg.device)
     # setup: seeds, teacher, data, players (this order fixes every random draw of the run)
     checkpoint.seed_everything(cfg.seed)
     if teacher is None:
@@ -373,29 +477,52 @@ def train(cfg: RunConfig, teacher: nn.Module | None = None, progress: bool = Tru
     return RunResult(cfg, metrics, state.history, players, ood, out)
 
 
-
 # ----------------------------------------------------------------------------- command line
+
+BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _boolean(text: str) -> bool:
+    """A command-line boolean: true/false, yes/no, on/off, 1/0 (any case); anything else is an error."""
+    try:
+        return BOOLEANS[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a boolean; use true or false") from None
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mosaic.train", description="Run one OOD-KD method.")
     p.add_argument("-f", "--params", help="YAML file of RunConfig fields (flags override it)")
     for f in dataclasses.fields(RunConfig):
-        kind = {"bool": lambda s: s.lower() in ("1", "true", "yes"), "int": int, "float": float}.get(str(f.type), str)
+        kind = {"bool": _boolean, "int": int, "float": float}.get(str(f.type), str)
         nargs = 2 if f.name == "betas" else None
-        p.add_argument(f"--{f.name}", type=float if nargs else kind, nargs=nargs, default=None)
+        p.add_argument(f"--{f.name}", type=float if nargs else kind, nargs=nargs, default=None,
+                       metavar=str(f.type).upper() if not nargs else ("B1", "B2"))
     return p
 
 
+# errors whose message says what went wrong and what to do: the command prints it without a traceback
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, OSError, checkpoint.RunLockedError,
+               checkpoint.UnreadableFileError, NonFiniteLossError)
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    args = vars(_parser().parse_args(argv))
+    parser = _parser()
+    args = vars(parser.parse_args(argv))
     params: dict[str, Any] = {}
     params_file = args.pop("params")
-    if params_file:
-        import yaml
+    try:
+        if params_file:
+            import yaml
 
-        params.update(yaml.safe_load(Path(params_file).read_text()) or {})
-    params.update({k: v for k, v in args.items() if v is not None})
-    metrics = train(RunConfig.from_dict(params)).metrics
+            loaded = yaml.safe_load(Path(params_file).read_text()) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{params_file} must hold a mapping of RunConfig fields, got {type(loaded).__name__}")
+            params.update(loaded)
+        params.update({k: v for k, v in args.items() if v is not None})
+        metrics = train(RunConfig.from_dict(params)).metrics
+    except USER_ERRORS as err:
+        parser.exit(2, f"{parser.prog}: error: {err}\n")
     print(json.dumps({k: metrics[k] for k in ("method", "student_acc", "teacher_acc", "agreement", "wall_s")}))
     return metrics
 

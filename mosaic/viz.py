@@ -399,10 +399,29 @@ def interact_or_static(fn: Callable[..., Any], static: Mapping[str, Any], *, liv
     if widgets_live() if live is None else live:
         import ipywidgets
 
-        ipywidgets.interact(fn, **controls)
+        def update(**values: Any) -> None:  # a plain function: interact needs a __name__ (a partial has none),
+            fn(**values)  # and returning None draws the figure once, not twice
+
+        ipywidgets.interact(update, **{name: _control(name, spec, static.get(name)) for name, spec in controls.items()})
         return True
     fn(**static)
     return False
+
+
+def _control(name: str, spec: Any, value: Any) -> Any:
+    """The widget of one control, starting at ``value`` (the static figure's): ``(min, max[, step])`` of
+    ints -> IntSlider (redrawn on release), a list -> Dropdown, a widget -> itself."""
+    import ipywidgets
+
+    if isinstance(spec, ipywidgets.Widget):
+        return spec
+    if isinstance(spec, tuple) and len(spec) in (2, 3) and all(isinstance(v, int) for v in spec):
+        low, high, step = (*spec, 1)[:3]
+        return ipywidgets.IntSlider(value=low if value is None else value, min=low, max=high, step=step,
+                                    description=name, continuous_update=False)
+    if isinstance(spec, (list, tuple)):
+        return ipywidgets.Dropdown(options=list(spec), value=spec[0] if value is None else value, description=name)
+    raise TypeError(f"control {name!r}: give (min, max[, step]) ints, a list of choices or a widget, got {spec!r}")
 
 
 __all__ = ["image_grid", "sample", "save_samples", "plot_history",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 from mosaic.nnutil import eval_mode
@@ -39,3 +40,19 @@ def test_eval_mode_restores_the_mode_on_an_exception() -> None:
             assert not net.training
             raise RuntimeError("boom")
     assert all(_modes(net))
+
+
+def test_cosine_schedule_is_the_closed_form_cosine_bit_for_bit():
+    import math
+
+    from mosaic.nnutil import cosine_schedule
+
+    for total in (7, 200):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        sched = cosine_schedule(opt, total)
+        seen = []
+        for _ in range(total + 2):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert seen == [0.1 * (0.5 * (1 + math.cos(math.pi * min(i, total) / total))) for i in range(total + 2)]

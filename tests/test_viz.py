@@ -233,13 +233,33 @@ def test_interact_or_static_falls_back_to_one_static_call(live):
     assert shown is False and calls == [(2, 10)]
 
 
-def test_interact_or_static_uses_ipywidgets_when_live(monkeypatch):
+@pytest.mark.filterwarnings("ignore:Widget.widgets is deprecated")  # the registry is how we find what was built
+def test_interact_or_static_uses_real_ipywidgets_when_live():
+    """Real ipywidgets (no mock): a functools.partial with fixed arguments works (interact needs a __name__
+    and must not turn the fixed values into controls), the controls start at the static values, the
+    function runs once per change, and its returned figure is not drawn a second time."""
+    import functools
+
     import ipywidgets
 
-    seen = {}
-    monkeypatch.setattr(ipywidgets, "interact", lambda fn, **controls: seen.update(controls))
-    shown = viz.interact_or_static(lambda index: None, {"index": 0}, live=True, index=(0, 5))
-    assert shown is True and seen == {"index": (0, 5)}
+    calls = []
+
+    def draw(index, size, fixed):
+        calls.append((index, size, fixed))
+        return "a figure"
+
+    before = set(ipywidgets.Widget.widgets)
+    shown = viz.interact_or_static(functools.partial(draw, fixed=object()), {"index": 2, "size": 10}, live=True,
+                                   index=(0, 5), size=[4, 10])
+    assert shown is True and [c[:2] for c in calls] == [(2, 10)]
+    new = [ipywidgets.Widget.widgets[k] for k in set(ipywidgets.Widget.widgets) - before]
+    slider = next(w for w in new if isinstance(w, ipywidgets.IntSlider))
+    dropdown = next(w for w in new if isinstance(w, ipywidgets.Dropdown))
+    assert (slider.value, slider.min, slider.max, dropdown.value, dropdown.options) == (2, 0, 5, 10, (4, 10))
+    slider.value = 4  # what moving the slider does
+    assert [c[:2] for c in calls] == [(2, 10), (4, 10)]
+    output = next(w for w in new if isinstance(w, ipywidgets.Output))
+    assert not any("a figure" in str(o) for o in output.outputs)  # nothing returned is displayed
 
 
 def test_explore_with_a_size_no_discriminator_has_draws_the_shuffle_grid():

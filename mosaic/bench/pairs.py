@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from mosaic.config import RunConfig
-from mosaic.data.registry import _REGISTRY
+from mosaic.data import dataset_spec
 from mosaic.spec import ImageSpec
 
 PAIRS: dict[str, dict[str, Any]] = {
@@ -28,7 +28,7 @@ PRESETS: dict[str, dict[str, Any]] = {  # RunConfig fields per preset (default: 
                   kd_steps=5, ngf=128, ndf=128),
 }
 
-CIFAR100_SPEC: ImageSpec = _REGISTRY["cifar100"].spec  # what a CIFAR-100 teacher expects, without the files
+CIFAR100_SPEC: ImageSpec = dataset_spec("cifar100")  # what a CIFAR-100 teacher expects, without the files
 
 
 def pair_config(pair: str, **fields: Any) -> RunConfig:

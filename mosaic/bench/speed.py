@@ -54,7 +54,6 @@ import torch
 from mosaic.bench.reports import command_line, csv_text, markdown_table
 from mosaic.bench.timing import PHASES, Measurement, device_name, machine, measure
 from mosaic.bench.variants import OPTIONS, default_variants, make_setup, parse_variant
-from mosaic.bench.variants import bench_inputs, build_step  # noqa: F401  (benchmarks/pool_ab.py takes them from here)
 from mosaic.config import resolve_device
 
 HELPS_MARGIN = 1.05  # an option "helps" when it beats every variant it extends by this factor

@@ -11,8 +11,8 @@ from mosaic.data.adapt import adapt, adapt_images
 from mosaic.data.batcher import Batcher, iterate
 from mosaic.data.folder import load_folder
 from mosaic.data.imagedata import DatasetNotFoundError, ImageData
-from mosaic.data.registry import DATASETS, SPLITS, get_dataset
+from mosaic.data.registry import DATASETS, SPLITS, dataset_spec, get_dataset
 from mosaic.data.select import entropy_subset
 
 __all__ = ["DATASETS", "SPLITS", "Batcher", "DatasetNotFoundError", "ImageData", "adapt", "adapt_images",
-           "entropy_subset", "get_dataset", "iterate", "load_folder"]
+           "dataset_spec", "entropy_subset", "get_dataset", "iterate", "load_folder"]

@@ -9,7 +9,7 @@ relative path, is converted to RGB and cut into ``crops_per_image`` random-resiz
 - all random numbers come from ``numpy.random.default_rng(seed)`` (seed 0): same folder, same crops.
 
 ``crops_per_image=None`` means max(1, ceil(5000 / n_images)) capped at 256. Files that cannot be
-decoded are skipped and counted in one warning. Only split ``train`` exists.
+decoded are skipped and counted in one warning; 16-bit greys are scaled by their bit depth (``to_rgb``). Only split ``train`` exists.
 """
 from __future__ import annotations
 
@@ -36,6 +36,19 @@ def list_images(path: Path) -> list[Path]:
     """Image files under ``path`` (recursively), sorted by relative path."""
     files = (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     return sorted(files, key=lambda p: p.relative_to(path).as_posix())
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB with 8 bits per channel. 16-bit and 32-bit integer greys (PIL modes ``I;16*``, ``I``) are
+    scaled by their bit depth (65535 -> 255), where PIL's own conversion would clip them to white;
+    float images (mode ``F``) are refused."""
+    if image.mode == "F":
+        raise ValueError("floating-point image (mode F) is not supported; save it as 8- or 16-bit")
+    if image.mode.startswith("I"):
+        grey = np.asarray(image).astype(np.float64)  # (H, W)
+        depth = 65535.0 if image.mode.startswith("I;16") or grey.max(initial=0) > 255 else 255.0
+        image = Image.fromarray(np.clip(np.rint(grey * (255.0 / depth)), 0, 255).astype(np.uint8), mode="L")
+    return image.convert("RGB")
 
 
 def random_crops(image: Image.Image, n: int, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -85,7 +98,7 @@ def load_folder(path: str | Path, split: str = "train", image_size: int = 32,
         try:
             with Image.open(file) as image:
                 image.draft("RGB", (4 * image_size, 4 * image_size))  # fast JPEG decode at reduced size
-                crops.append(random_crops(image.convert("RGB"), crops_per_image, image_size, rng))
+                crops.append(random_crops(to_rgb(image), crops_per_image, image_size, rng))
         except (OSError, ValueError, Image.DecompressionBombError):
             skipped.append(file)
     if skipped:

@@ -204,6 +204,13 @@ def not_found_message(name: str, root: str | Path, download: bool, err: Exceptio
     return msg
 
 
+def dataset_spec(name: str) -> ImageSpec:
+    """The ImageSpec of a named dataset without loading it (``folder:PATH`` sources have no fixed spec)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
+    return _REGISTRY[name].spec
+
+
 def load_source(name: str, root: str | Path = "data", train: bool = True, download: bool = False) -> Source:
     """The whole train (or test) split of a named source, before any val carve-out."""
     if name not in _REGISTRY:

@@ -30,9 +30,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from mosaic.config import DISCRIMINATORS  # the one list of kinds (RunConfig validates against it too)
 from mosaic.spec import ImageSpec
-
-DISCRIMINATORS: tuple[str, ...] = ("patch", "full", "none")
 
 
 def receptive_field(layers: Sequence[tuple[int, int]]) -> tuple[int, int]:
