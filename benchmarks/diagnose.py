@@ -29,7 +29,8 @@ import torch
 
 from mosaic import patches, viz
 from mosaic.data import get_dataset
-from mosaic.train import build_ood, load_run
+from mosaic.build import build_ood
+from mosaic.train import load_run
 
 
 def set_stats(read: dict[str, torch.Tensor], k: int) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""The thin training loop: build a run from a RunConfig, play ``game.step``, evaluate, checkpoint.
+"""The thin training loop: play ``game.step`` on a run built by ``mosaic.build``, evaluate, checkpoint.
 
 ``train(cfg)`` trains (resuming from ``cfg.out_dir`` when it holds a checkpoint); ``load_run(out_dir)``
 reads a finished run folder back, whatever its config, and never trains. What a run folder holds:
@@ -21,8 +21,6 @@ import dataclasses
 import io
 import json
 import math
-import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +32,13 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from mosaic import checkpoint, game
+from mosaic.build import (build_ood, build_players, build_schedulers, build_streams, build_teacher,
+                          check_teacher_module, modules, optimizers, preflight, teacher_config, unwrap)
 from mosaic.config import RunConfig, resolve_device
-from mosaic.data import DATASETS, Batcher, ImageData, adapt, dataset_spec, entropy_subset, get_dataset
+from mosaic.data import ImageData, get_dataset
 from mosaic.evaluate import accuracy, evaluate
-from mosaic.models import CLASSIFIERS, Generator, get_classifier, get_discriminator
-from mosaic.nnutil import cosine_schedule
-from mosaic.teacher import TEACHER_FILE_HELP, TeacherConfig, cache_path, check_teacher_file, get_teacher, load_teacher
+from mosaic.models import get_classifier
+from mosaic.teacher import cache_path, load_teacher
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -70,154 +69,6 @@ class LoopState:
     wall_s: float = 0.0  # training seconds so far (resumed runs add up)
 
 
-# ----------------------------------------------------------------------------- building a run
-
-def teacher_config(cfg: RunConfig) -> TeacherConfig:
-    """The TeacherConfig a run trains (or finds cached) when it has no ``teacher_ckpt``."""
-    return TeacherConfig(dataset=cfg.dataset, arch=cfg.teacher, epochs=cfg.teacher_epochs, seed=cfg.teacher_seed,
-                         data_root=cfg.data_root, download=cfg.download)
-
-
-def build_teacher(cfg: RunConfig, device: str, progress: bool = True) -> tuple[nn.Module, dict]:
-    """Load ``cfg.teacher_ckpt`` or the cached teacher (training it if needed). Frozen either way.
-
-    Returns the teacher and its provenance (also kept on the module as ``teacher.info``, so a teacher
-    passed to ``train`` keeps it): file, whether it came from the cache, training config, val/test accuracy.
-    """
-    if cfg.teacher_ckpt:
-        return load_teacher(cfg.teacher_ckpt, device, data_root=cfg.data_root)
-    return get_teacher(teacher_config(cfg), cfg.teacher_dir, device, progress)
-
-
-def build_ood(cfg: RunConfig, teacher: nn.Module, device: str) -> ImageData:
-    """OOD images adapted to the teacher's spec; optionally the N highest-entropy ones (paper's †)."""
-    ood = adapt(get_dataset(cfg.ood, "train", root=cfg.data_root, download=cfg.download), teacher.spec)
-    if cfg.ood_subset:
-        ood = entropy_subset(ood, teacher, cfg.ood_subset, device=device)
-    return ood
-
-
-def build_players(cfg: RunConfig, teacher: nn.Module, device: str) -> game.Players:
-    """Student, generator and discriminator for ``cfg.method`` with their optimisers."""
-    spec = teacher.spec
-    student = get_classifier(cfg.student, spec).to(device)
-    opt_s = torch.optim.SGD(student.parameters(), lr=cfg.lr_s, momentum=cfg.momentum_s, weight_decay=cfg.wd_s)
-    players = game.Players(teacher=teacher, student=student, opt_s=opt_s)
-    if cfg.uses_generator:
-        players.generator = Generator(spec, z_dim=cfg.z_dim, ngf=cfg.ngf).to(device)
-        players.opt_g = torch.optim.Adam(players.generator.parameters(), lr=cfg.lr_g, betas=cfg.betas)
-    if cfg.uses_discriminator:
-        players.discriminator = get_discriminator(cfg.discriminator, spec, patch_size=cfg.patch_size, ndf=cfg.ndf).to(device)
-        players.opt_d = torch.optim.Adam(players.discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
-    if cfg.channels_last:
-        for m in (players.teacher, players.student, players.generator, players.discriminator):  # teacher: frozen, safe
-            if m is not None:
-                m.to(memory_format=torch.channels_last)
-    if cfg.compile:  # compiled modules share parameters with the originals: optimisers and checkpoints see the same tensors
-        players.student = torch.compile(players.student)
-        players.generator = players.generator and torch.compile(players.generator)
-        players.discriminator = players.discriminator and torch.compile(players.discriminator)
-    if cfg.precision == "fp16":
-        players.scalers = {k: torch.amp.GradScaler("cuda") for k in ("s", "g", "d")}
-    return players
-
-
-def build_streams(cfg: RunConfig, teacher: nn.Module, device: str) -> tuple[game.Streams, dict[str, Batcher], ImageData | None]:
-    """Where the game draws real images: the OOD stream and/or the in-domain one, by method.
-
-    Returns the streams, their batchers (checkpointed with the run) and the OOD images (None if unused).
-    """
-    streams, batchers, ood = game.Streams(), {}, None
-    if cfg.uses_ood:
-        ood = build_ood(cfg, teacher, device)
-        batchers["ood"] = Batcher(ood, min(cfg.batch_size, len(ood)), seed=cfg.seed + 1, augment=True, device=device)
-        streams.ood = lambda: next(batchers["ood"])[0]
-    if cfg.method in ("kd_indomain", "scratch"):
-        train_data = get_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download)
-        batchers["indomain"] = Batcher(train_data, min(cfg.batch_size, len(train_data)), seed=cfg.seed + 2,
-                                       augment=True, device=device)
-        streams.indomain = lambda: next(batchers["indomain"])
-    return streams, batchers, ood
-
-
-def build_schedulers(players: game.Players, steps: int) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
-    """Cosine to 0 over ``steps`` outer iterations, stepped once per iteration (all players)."""
-    opts = {"s": players.opt_s, "g": players.opt_g, "d": players.opt_d}
-    return {k: cosine_schedule(o, steps) for k, o in opts.items() if o is not None}
-
-
-def _unwrap(m: nn.Module) -> nn.Module:
-    return getattr(m, "_orig_mod", m)  # torch.compile wraps; checkpoints hold the plain module's keys
-
-
-def _modules(players: game.Players) -> dict[str, nn.Module]:
-    return {k: _unwrap(m) for k, m in (("student", players.student), ("generator", players.generator),
-                                       ("discriminator", players.discriminator)) if m is not None}
-
-
-def _optimizers(players: game.Players) -> dict[str, torch.optim.Optimizer]:
-    return {k: o for k, o in (("opt_s", players.opt_s), ("opt_g", players.opt_g), ("opt_d", players.opt_d)) if o is not None}
-
-
-# ----------------------------------------------------------------------------- checks before any work
-
-def _writable_folder(out: Path) -> None:
-    """out_dir can be created and written: an existing one is a writable folder, else its nearest existing
-    parent is a writable folder."""
-    if out.exists():
-        if not out.is_dir():
-            raise ValueError(f"out_dir {out} exists and is not a folder; choose another out_dir")
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise PermissionError(f"out_dir {out} is not writable; fix its permissions or choose another out_dir")
-        return
-    parent = next(p for p in out.absolute().parents if p.exists())
-    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
-        raise PermissionError(f"out_dir {out} cannot be created: {parent} is not a writable folder; "
-                              "choose another out_dir")
-
-
-def _check_teacher_module(cfg: RunConfig, teacher: nn.Module) -> None:
-    """A teacher passed to ``train`` reads the run's dataset: same channels, size and classes."""
-    want, have = dataset_spec(cfg.dataset), getattr(teacher, "spec", None)
-    fields = ("channels", "size", "num_classes")
-    if have is None or any(getattr(have, f) != getattr(want, f) for f in fields):
-        raise ValueError(f"the teacher passed to train() expects {have} inputs but dataset={cfg.dataset!r} has "
-                         f"{want}; pass a teacher of this dataset")
-
-
-def preflight(cfg: RunConfig) -> None:
-    """Every check that needs no data and no training, done before anything is created or trained.
-
-    Dataset and architecture names, the patch discriminator's size against the teacher's input, the
-    teacher file (readable, a teacher, the run's dataset / architecture / input spec), the device, and
-    a writable out_dir. Each error names the parameter or file and what to do.
-    """
-    if cfg.dataset.startswith("folder:"):
-        raise ValueError(f"dataset={cfg.dataset!r}: the in-domain dataset needs labels (the teacher's task); "
-                         f"use folder:PATH as ood, and one of {', '.join(DATASETS[:-1])} as dataset")
-    spec = dataset_spec(cfg.dataset)  # unknown names fail here, listing the valid ones
-    if not cfg.ood.startswith("folder:"):
-        dataset_spec(cfg.ood)
-    for role in ("teacher", "student"):
-        if getattr(cfg, role) not in CLASSIFIERS:
-            raise ValueError(f"{role}={getattr(cfg, role)!r} is not a classifier; valid names: {', '.join(CLASSIFIERS)}")
-    if cfg.uses_discriminator and cfg.discriminator == "patch" and cfg.patch_size > spec.size:
-        raise ValueError(f"patch_size={cfg.patch_size} is larger than the {spec.size}x{spec.size} images of "
-                         f"{cfg.dataset}: choose a patch_size <= {spec.size} (or discriminator='full')")
-    if cfg.ood_subset and not cfg.uses_ood:
-        raise ValueError(f"ood_subset={cfg.ood_subset} has no effect on method {cfg.method!r} (it sees no OOD "
-                         "images); set ood_subset=0")
-    if cfg.teacher_ckpt:
-        if not Path(cfg.teacher_ckpt).is_file():
-            raise FileNotFoundError(f"teacher_ckpt {cfg.teacher_ckpt} does not exist; {TEACHER_FILE_HELP}, "
-                                    "or leave teacher_ckpt empty to train/cache one")
-        check_teacher_file(cfg.teacher_ckpt, {"task": "classification", "dataset": cfg.dataset, "arch": cfg.teacher,
-                                              "channels": spec.channels, "size": spec.size,
-                                              "num_classes": spec.num_classes}, data_root=cfg.data_root)
-    resolve_device(cfg.device)
-    _writable_folder(Path(cfg.out_dir))
-
-
 # ----------------------------------------------------------------------------- run folder
 
 def _history_csv(history: list[dict[str, float]]) -> str:
@@ -237,8 +88,8 @@ def _save(out: Path, cfg: RunConfig, state: LoopState, players: game.Players, sc
     A checkpoint is written only when every weight and optimiser state in it is finite (else
     NonFiniteLossError, and the previous checkpoint stays the last good one).
     """
-    bad = checkpoint.nonfinite({"models": {k: m.state_dict() for k, m in _modules(players).items()},
-                                "optimizers": {k: o.state_dict()["state"] for k, o in _optimizers(players).items()}})
+    bad = checkpoint.nonfinite({"models": {k: m.state_dict() for k, m in modules(players).items()},
+                                "optimizers": {k: o.state_dict()["state"] for k, o in optimizers(players).items()}})
     if bad:
         first = next(iter(bad))
         raise NonFiniteLossError(f"{sum(bad.values())} non-finite values in {len(bad)} tensors (first: {first}) "
@@ -246,8 +97,8 @@ def _save(out: Path, cfg: RunConfig, state: LoopState, players: game.Players, sc
     ckpt = {
         "config": cfg.to_dict(), "step": state.step, "wall_s": state.wall_s, "history": state.history,
         "best": state.best,
-        "models": {k: m.state_dict() for k, m in _modules(players).items()},
-        "optimizers": {k: o.state_dict() for k, o in _optimizers(players).items()},
+        "models": {k: m.state_dict() for k, m in modules(players).items()},
+        "optimizers": {k: o.state_dict() for k, o in optimizers(players).items()},
         "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
         "scalers": {k: s.state_dict() for k, s in players.scalers.items()},
         "batchers": {k: b.state_dict() for k, b in batchers.items()},
@@ -258,9 +109,9 @@ def _save(out: Path, cfg: RunConfig, state: LoopState, players: game.Players, sc
 
 
 def _load_players(ckpt: dict, players: game.Players) -> None:
-    for k, m in _modules(players).items():
+    for k, m in modules(players).items():
         m.load_state_dict(ckpt["models"][k])
-    for k, o in _optimizers(players).items():
+    for k, o in optimizers(players).items():
         o.load_state_dict(ckpt["optimizers"][k])
 
 
@@ -316,7 +167,7 @@ def _find_teacher(cfg: RunConfig, metrics: dict[str, Any], out: Path) -> Path:
             return Path(c)
     looked = ", ".join(str(c) for c in candidates if c)
     raise FileNotFoundError(f"the teacher of the run in {out} is not on disk (looked at {looked}); pass it as "
-                            "load_run(out_dir, teacher=...) or retrain it with mosaic.train.build_teacher(config)")
+                            "load_run(out_dir, teacher=...) or retrain it with mosaic.build.build_teacher(config)")
 
 
 def load_run(out_dir: str | Path, device: str = "auto", teacher: nn.Module | None = None) -> RunResult:
@@ -360,9 +211,9 @@ def iterate(players: game.Players, streams: game.Streams, schedulers: dict, cfg:
     bad = [k for k, v in row.items() if not math.isfinite(v)]
     if bad:
         raise NonFiniteLossError(f"{', '.join(bad)} became {row[bad[0]]} at step {step} of {cfg.method}", row)
-    weights = [p for m in _modules(players).values() for p in m.parameters()]
+    weights = [p for m in modules(players).values() for p in m.parameters()]
     if not bool(torch.stack([p.detach().isfinite().all() for p in weights]).all()):  # one sync per step
-        names = [k for k, m in _modules(players).items() if checkpoint.nonfinite(m.state_dict())]
+        names = [k for k, m in modules(players).items() if checkpoint.nonfinite(m.state_dict())]
         raise NonFiniteLossError(f"the {' and '.join(names)} weights became non-finite at step {step} of "
                                  f"{cfg.method} (the losses were still finite)", row)
     return row
@@ -374,7 +225,7 @@ def _last_good(out: Path) -> str:
 
 
 def _snapshot(student: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in _unwrap(student).state_dict().items()}
+    return {k: v.detach().clone() for k, v in unwrap(student).state_dict().items()}
 
 
 def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, streams: game.Streams,
@@ -448,7 +299,7 @@ def train(cfg: RunConfig, teacher: nn.Module | None = None, progress: bool = Tru
         return load_run(out, device=cfg.device, teacher=teacher)
     preflight(cfg)  # nothing is created or trained before every check has passed
     if teacher is not None:
-        _check_teacher_module(cfg, teacher)
+        check_teacher_module(cfg, teacher)
     out.mkdir(parents=True, exist_ok=True)
     with checkpoint.folder_lock(out):  # a second process on this out_dir gets RunLockedError
         checkpoint.remove_temp_files(out)  # what a killed writer left (no live writer: we hold the lock)

@@ -97,7 +97,7 @@ def test_ood_free_methods_share_one_run_across_pairs_with_the_same_in_domain_sid
 
     monkeypatch.setattr(quality, "run_one", fake_run_one)
     monkeypatch.setattr(quality, "ood_size", lambda pair, data_root="data": 100)
-    monkeypatch.setattr("mosaic.train.build_teacher", lambda *a, **k: (None, {}))
+    monkeypatch.setattr("mosaic.build.build_teacher", lambda *a, **k: (None, {}))
     monkeypatch.setattr("mosaic.data.photos.write_sample_photos", lambda *a, **k: None)
     pairs = ["fmnist<-mnist5k", "fmnist<-photos"]
     runs = quality.run_all(pairs, ["scratch", "datafree", "mosaickd"], [0], 5, tmp_path)

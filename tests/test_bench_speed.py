@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from mosaic import game, train
+from mosaic import build, game, train
 from mosaic.bench import pairs, reference, speed, timing, variants
 from mosaic.config import RunConfig
 from mosaic.data import Batcher, ImageData, get_dataset
@@ -16,7 +16,7 @@ from mosaic.models import get_classifier
 from mosaic.models.pool import MaxPool2x2
 from mosaic.spec import ImageSpec
 from mosaic.teacher import freeze
-from mosaic.train import build_players
+from mosaic.build import build_players
 
 SPEC = ImageSpec(1, 16, (0.5,), (0.25,), 10)
 G_TERMS = ("loss_align", "loss_balance", "loss_adv")  # depend only on x = G(z), T and S before any update
@@ -224,8 +224,8 @@ def test_reference_variant_differs_from_the_library_only_where_intended():
 
 def test_library_variant_without_ood_images_streams_the_configs_own_through_build_streams(monkeypatch):
     seen = []
-    build_streams = train.build_streams
-    monkeypatch.setattr(train, "build_streams", lambda *a: seen.append(a[0]) or build_streams(*a))
+    build_streams = build.build_streams
+    monkeypatch.setattr(build, "build_streams", lambda *a: seen.append(a[0]) or build_streams(*a))
     cfg = RunConfig(dataset="digits", ood="digits", teacher="cnn_half", student="cnn_half", batch_size=16,
                     kd_steps=1, z_dim=16, ngf=8, ndf=8, patch_size=4, device="cpu")
     spec = get_dataset("digits", "test").spec

@@ -18,7 +18,7 @@ LAYERS = {
     0: ("mosaic", "mosaic.spec", "mosaic.config", "mosaic.losses", "mosaic.checkpoint", "mosaic.paths", "mosaic.nnutil"),
     1: ("mosaic.data", "mosaic.models"),
     2: ("mosaic.evaluate", "mosaic.teacher", "mosaic.game", "mosaic.patches"),
-    3: ("mosaic.train",),
+    3: ("mosaic.build", "mosaic.train"),
     4: ("mosaic.viz", "mosaic.grid", "mosaic.bench"),
 }
 

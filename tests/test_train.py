@@ -11,7 +11,8 @@ import torch
 
 from mosaic import game
 from mosaic.config import RunConfig
-from mosaic.train import NonFiniteLossError, build_teacher, load_run, train
+from mosaic.build import build_teacher
+from mosaic.train import NonFiniteLossError, load_run, train
 
 pytestmark = pytest.mark.slow
 

@@ -36,7 +36,7 @@ from mosaic.checkpoint import seed_everything
 from mosaic.config import RunConfig, resolve_device
 from mosaic.data import get_dataset
 from mosaic.evaluate import accuracy
-from mosaic.train import build_teacher
+from mosaic.build import build_teacher
 
 
 def train_and_evaluate(path: str, cfg: RunConfig, steps: int, seed: int = 0, ref_workers: int = 0,

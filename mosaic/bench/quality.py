@@ -104,7 +104,7 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
 
     from mosaic.config import resolve_device
     from mosaic.data.photos import write_sample_photos
-    from mosaic.train import build_teacher
+    from mosaic.build import build_teacher
 
     if any("skimage_photos" in PAIRS[p]["ood"] for p in pairs):
         write_sample_photos("data/skimage_photos")

@@ -95,7 +95,7 @@ def stock_pooling(module: nn.Module) -> nn.Module:
 class ReferenceLoop:
     """``loop.step()`` runs one plain MosaicKD iteration and returns its losses as floats.
 
-    ``players`` gives the networks and optimisers (build them with ``mosaic.train.build_players`` at
+    ``players`` gives the networks and optimisers (build them with ``mosaic.build.build_players`` at
     fp32, no channels_last, no compile); the teacher is replaced by an unfrozen copy. Unless
     ``library_pooling``, the teacher copy and the student (in place) get stock ``nn.MaxPool2d`` layers.
     """

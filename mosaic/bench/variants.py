@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
-from mosaic import game, train
+from mosaic import build, game, train
 from mosaic.bench.pairs import CIFAR100_SPEC, PRESETS
 from mosaic.bench.reference import ReferenceLoop, ood_loader
 from mosaic.config import RunConfig
@@ -128,11 +128,11 @@ def build_step(variant: Variant, cfg: RunConfig, teacher: nn.Module, ood: ImageD
     ``PhaseClock`` times its batches, and a ReferenceLoop's ``shutdown`` stops its loader workers.
     """
     cfg = variant.config(cfg)
-    players = train.build_players(cfg, teacher, device)
-    schedulers = train.build_schedulers(players, cfg.steps)
+    players = build.build_players(cfg, teacher, device)
+    schedulers = build.build_schedulers(players, cfg.steps)
     if variant.path == "library":
         if ood is None:
-            streams = train.build_streams(cfg, teacher, device)[0]
+            streams = build.build_streams(cfg, teacher, device)[0]
         else:  # build_streams' OOD stream, over images that are no dataset
             batcher = Batcher(ood, min(cfg.batch_size, len(ood)), seed=cfg.seed + 1, augment=True, device=device)
             streams = game.Streams(ood=lambda: next(batcher)[0])
@@ -144,7 +144,7 @@ def build_step(variant: Variant, cfg: RunConfig, teacher: nn.Module, ood: ImageD
             return train.iterate(players, streams, schedulers, cfg, device, done)
 
         return step, players, streams
-    ood = train.build_ood(cfg, teacher, device) if ood is None else ood
+    ood = build.build_ood(cfg, teacher, device) if ood is None else ood
     workers = ref_workers if variant.loader_workers is None else variant.loader_workers
     loop = ReferenceLoop(players, ood_loader(ood, cfg.batch_size, workers, pin_memory=device.startswith("cuda")),
                          cfg, device, library_pooling="libpool" in variant.options)
