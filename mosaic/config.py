@@ -44,6 +44,8 @@ class RunConfig:
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas for generator and discriminator
     t_kd: float = 1.0  # distillation temperature
     student_ood: bool = True  # mosaickd: the student's batch joins real OOD images to the mosaics (paper)
+    warmup_gan: int = 0  # mosaickd: iterations of the patch GAN alone (D, then G on loss_local) before the game (paper: 0)
+    warmup_s: int = 0  # student lr rises linearly over the first N game iterations, then the cosine (paper: 0)
     # --- the generator's loss weights (paper README values)
     w_local: float = 1.0  # scales loss_local (patch GAN term, Eq. 3)
     w_align: float = 1.0  # scales loss_align (teacher entropy, Eq. 4)
@@ -79,7 +81,7 @@ class RunConfig:
         _choice("precision", self.precision, PRECISIONS)
         for name in ("steps", "kd_steps", "batch_size", "z_dim", "ngf", "ndf", "teacher_epochs"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed"):
+        for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed", "warmup_gan", "warmup_s"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr_s", "lr_g", "lr_d", "t_kd"):
             if not 0 < getattr(self, name) < math.inf:
@@ -91,6 +93,12 @@ class RunConfig:
             raise ValueError(f"RunConfig.momentum_s must be in [0, 1), got {self.momentum_s}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"RunConfig.betas must be two numbers in [0, 1), got {self.betas}")
+        if self.warmup_gan and not self.uses_discriminator:
+            raise ValueError(f"RunConfig.warmup_gan={self.warmup_gan} needs a discriminator to warm up against: "
+                             f"method='mosaickd' with discriminator 'patch' or 'full' (got {self.method!r}, "
+                             f"{self.discriminator!r}); or set warmup_gan=0")
+        if self.warmup_s > self.steps:
+            raise ValueError(f"RunConfig.warmup_s={self.warmup_s} is longer than the run (steps={self.steps})")
         if self.discriminator == "patch" and self.patch_size < 2:
             raise ValueError(f"RunConfig.patch_size must be >= 2, got {self.patch_size}")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):

@@ -228,6 +228,20 @@ def scratch_step(players: Players, streams: Streams, cfg: RunConfig, device) -> 
     return _floats({"loss_s": torch.stack(loss_s).mean()})
 
 
+def gan_warmup_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+    """A patch-GAN iteration before the game (``cfg.warmup_gan``): the generator first learns what real OOD
+    patches look like. D: real OOD patches vs synthetic ones; G: ``loss_local`` alone (no teacher, no student)."""
+    amp = autocast(device, cfg.precision)
+    with amp:
+        x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device))  # (B, C, H, W)
+    out = discriminator_update(players, streams.ood(), x, amp)
+    with amp, no_param_grads(players.discriminator):
+        loss_local = losses.local_loss(players.discriminator(x))
+    _update(loss_local, players.opt_g, players.scalers.get("g"))
+    out["loss_local"] = loss_local.detach()
+    return _floats(out)
+
+
 STEPS: dict[str, Callable[[Players, Streams, RunConfig, object], dict[str, float]]] = {
     "mosaickd": mosaickd_step,
     "kd_ood": kd_ood_step,
@@ -237,10 +251,11 @@ STEPS: dict[str, Callable[[Players, Streams, RunConfig, object], dict[str, float
 }
 
 
-def step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
-    """One outer iteration of ``cfg.method``; returns its losses and diagnostics as floats."""
-    return STEPS[cfg.method](players, streams, cfg, device)
+def step(players: Players, streams: Streams, cfg: RunConfig, device, warmup: bool = False) -> dict[str, float]:
+    """One outer iteration of ``cfg.method`` (or, with ``warmup``, of the patch GAN alone); returns its
+    losses and diagnostics as floats."""
+    return (gan_warmup_step if warmup else STEPS[cfg.method])(players, streams, cfg, device)
 
 
 __all__ = ["Players", "Streams", "step", "STEPS", "autocast", "no_param_grads", "generator_losses",
-           "discriminator_update", "student_kd_update", "sample_z", "fixed_samples"]
+           "discriminator_update", "student_kd_update", "sample_z", "fixed_samples", "gan_warmup_step"]

@@ -22,13 +22,19 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """lr · ½(1 + cos(π·min(i, total)/total)) at step i: cosine from the optimiser's lr to 0 over ``total`` steps.
+def cosine_schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """lr · ½(1 + cos(π·min(i, total)/total)) at step i: cosine from the optimiser's lr to 0 over ``total`` steps;
+    with ``warmup`` > 0 also times min(1, (i + 1)/warmup), a linear rise over the first ``warmup`` steps.
 
     A closed form on purpose: torch's CosineAnnealingLR computes the same curve recursively and differs
     in the last bits (up to 2e-16 over 2,000 steps), which would move every stored number.
     """
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, total) / total)))
+    def cosine(i: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * min(i, total) / total))
+
+    if not warmup:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup) * cosine(i))
 
 
 __all__ = ["eval_mode", "cosine_schedule"]

@@ -203,11 +203,15 @@ def iterate(players: game.Players, streams: game.Streams, schedulers: dict, cfg:
     """One iteration of the loop, as ``train`` runs it: ``game.step``, the schedules, the NaN guard.
 
     Returns the history row of step ``step`` (1-based); raises NonFiniteLossError (with the row) when a
-    loss is NaN/inf. The benchmarks time this function, so they time the loop users run.
+    loss is NaN/inf. Steps 1..cfg.warmup_gan are patch-GAN warm-up iterations (no schedule steps); the
+    game's own iterations follow. The benchmarks time this function, so they time the loop users run.
     """
-    row = {"step": step, "lr_s": players.opt_s.param_groups[0]["lr"], **game.step(players, streams, cfg, device)}
-    for s in schedulers.values():
-        s.step()
+    warmup = step <= cfg.warmup_gan
+    row = {"step": step, "lr_s": players.opt_s.param_groups[0]["lr"],
+           **game.step(players, streams, cfg, device, warmup=warmup)}
+    if not warmup:
+        for s in schedulers.values():
+            s.step()
     bad = [k for k, v in row.items() if not math.isfinite(v)]
     if bad:
         raise NonFiniteLossError(f"{', '.join(bad)} became {row[bad[0]]} at step {step} of {cfg.method}", row)
@@ -230,10 +234,11 @@ def _snapshot(student: nn.Module) -> dict[str, torch.Tensor]:
 
 def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, streams: game.Streams,
           schedulers: dict, batchers: dict, val: ImageData, device: str, progress: bool) -> LoopState:
-    """Iterate from ``state.step`` to ``cfg.steps``: evaluate every eval_every, checkpoint every ckpt_every."""
+    """Iterate from ``state.step`` to ``warmup_gan + steps``: evaluate every eval_every game iterations,
+    checkpoint every ckpt_every iterations."""
     t0 = time.perf_counter() - state.wall_s
-    bar = tqdm(range(state.step, cfg.steps), initial=state.step, total=cfg.steps, desc=cfg.method,
-               disable=not progress)
+    total = cfg.warmup_gan + cfg.steps
+    bar = tqdm(range(state.step, total), initial=state.step, total=total, desc=cfg.method, disable=not progress)
     for it in bar:
         try:
             row = iterate(players, streams, schedulers, cfg, device, it + 1)
@@ -244,12 +249,13 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
                                      "step up to this one.", err.row) from None
         state.history.append(row)
         state.step = it + 1
-        done = state.step == cfg.steps
-        if (cfg.eval_every and state.step % cfg.eval_every == 0) or done:
+        done = state.step == total
+        game_step = state.step - cfg.warmup_gan  # <= 0 during the warm-up: nothing to evaluate yet
+        if (cfg.eval_every and game_step > 0 and game_step % cfg.eval_every == 0) or done:
             row["val_acc"] = accuracy(players.student, val, device=device)
             if row["val_acc"] > state.best["val_acc"]:
                 state.best = {"val_acc": row["val_acc"], "step": state.step, "student": _snapshot(players.student)}
-            bar.set_postfix(loss_s=f"{row['loss_s']:.3f}", val_acc=f"{row['val_acc']:.1f}")
+            bar.set_postfix(loss_s=f"{row.get('loss_s', math.nan):.3f}", val_acc=f"{row['val_acc']:.1f}")
         if (cfg.ckpt_every and state.step % cfg.ckpt_every == 0) or done:
             state.wall_s = time.perf_counter() - t0
             try:
@@ -316,7 +322,7 @@ def _train(cfg: RunConfig, out: Path, teacher: nn.Module | None, progress: bool)
     val = get_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download)
     test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
     players = build_players(cfg, teacher, device)
-    schedulers = build_schedulers(players, cfg.steps)
+    schedulers = build_schedulers(players, cfg.steps, cfg.warmup_s)
     streams, batchers, ood = build_streams(cfg, teacher, device)
     # resume, play, evaluate, write: metrics.json last, so it marks a finished run
     state = _resume(out, cfg, players, schedulers, batchers, device)

@@ -134,3 +134,23 @@ def test_student_ood_switch_controls_the_student_batch():
         finally:
             game.student_kd_update = real_update
     assert seen == [16, 8]
+
+
+def test_gan_warmup_step_trains_only_the_generator_and_discriminator_on_the_local_term():
+    cfg = RunConfig(method="mosaickd", batch_size=8, z_dim=16, patch_size=4, warmup_gan=5)
+    p = make_players(cfg)
+    before = {name: snapshot(getattr(p, name)) for name in ("teacher", "student", "generator", "discriminator")}
+    out = game.step(p, streams(8), cfg, "cpu", warmup=True)
+    assert set(out) == {"loss_d", "d_real", "d_fake", "loss_local"}
+    assert changed(p.generator, before["generator"]) and changed(p.discriminator, before["discriminator"])
+    assert not changed(p.student, before["student"]) and not changed(p.teacher, before["teacher"])
+    assert all(q.grad is None for q in p.student.parameters())  # the student never took part
+
+
+def test_warmup_gan_needs_a_discriminator_and_warmup_s_fits_the_run():
+    with pytest.raises(ValueError, match="warmup_gan=3 needs a discriminator"):
+        RunConfig(method="kd_ood", warmup_gan=3)
+    with pytest.raises(ValueError, match="warmup_gan=3 needs a discriminator"):
+        RunConfig(method="mosaickd", discriminator="none", warmup_gan=3)
+    with pytest.raises(ValueError, match="warmup_s=300 is longer than the run"):
+        RunConfig(steps=200, warmup_s=300)

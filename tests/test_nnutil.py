@@ -56,3 +56,19 @@ def test_cosine_schedule_is_the_closed_form_cosine_bit_for_bit():
             opt.step()
             sched.step()
         assert seen == [0.1 * (0.5 * (1 + math.cos(math.pi * min(i, total) / total))) for i in range(total + 2)]
+
+
+def test_cosine_schedule_with_a_linear_warmup():
+    import math
+
+    from mosaic.nnutil import cosine_schedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = cosine_schedule(opt, 10, warmup=4)
+    seen = []
+    for _ in range(10):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    expected = [min(1.0, (i + 1) / 4) * 0.5 * (1 + math.cos(math.pi * i / 10)) for i in range(10)]
+    assert seen == pytest.approx(expected, rel=1e-12, abs=0) and seen[0] == 0.25 and seen[3] < seen[2] + 0.5

@@ -176,3 +176,33 @@ def test_teacher_provenance_is_recorded_however_the_teacher_arrives(tmp_path, te
         assert info["path"].endswith(".pt") and info["config"]["dataset"] == "digits" and info["config"]["epochs"] == 15
         assert 0 < info["test_acc"] <= 100 and 0 < info["val_acc"] <= 100
     assert built["path"] == passed["path"]
+
+
+def test_a_patch_gan_warmup_comes_first_and_resumes_exactly(tmp_path, teacher_dir, monkeypatch):
+    cfg = tiny(tmp_path / "full", teacher_dir, warmup_gan=3, steps=4, eval_every=2, ckpt_every=2, warmup_s=2)
+    full = train(cfg, progress=False)
+    rows = full.history
+    assert [r["step"] for r in rows] == list(range(1, 8))
+    assert all("loss_local" in r and "loss_s" not in r and "val_acc" not in r for r in rows[:3])
+    assert all("loss_s" in r for r in rows[3:]) and [r["step"] for r in rows if "val_acc" in r] == [5, 7]
+    assert len({r["lr_s"] for r in rows[:4]}) == 1  # no schedule moves during the warm-up
+    assert rows[4]["lr_s"] > rows[3]["lr_s"]  # then the student's lr warms up (warmup_s=2)
+    assert full.metrics["steps"] == 4 and full.metrics["valsel_step"] in (5, 7)
+    # killed at step 5 (after the step-4 checkpoint, inside the game), resumed: the same numbers
+    import mosaic.train as T
+
+    real, calls = T.iterate, {"n": 0}
+
+    def dies_at_5(*args):
+        calls["n"] += 1
+        if args[-1] == 5:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(T, "iterate", dies_at_5)
+    broken = cfg.replace(out_dir=str(tmp_path / "broken" / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        train(broken, progress=False)
+    monkeypatch.setattr(T, "iterate", real)
+    again = train(broken, progress=False)
+    assert again.history == full.history and again.metrics["student_acc"] == full.metrics["student_acc"]
