@@ -72,3 +72,29 @@ def test_diagnose_reads_a_finished_run_folder_and_never_trains(tmp_path, monkeyp
     assert {r["method"] for r in rows} == {"mosaickd"} and "d_real" in rows[2]
     with pytest.raises(FileNotFoundError, match="no finished run"):
         dg.diagnose(str(tmp_path / "nothing"))
+
+
+def test_warmup_ab_table_pairs_seeds_and_reads_the_d_balance(tmp_path, monkeypatch):
+    ab = load("warmup_ab")
+    acc = {"mosaickd": [70.0, 74.0], "no D": [69.0, 71.0], "warm-up 5": [75.0, 80.0]}
+
+    def fake_run_all(pairs, methods, seeds, steps, runs_root, jobs, threads, **overrides):
+        row = {(): "mosaickd", ("discriminator",): "no D", ("warmup_gan",): "warm-up 5"}[tuple(overrides)]
+        out = []
+        for s in seeds:
+            d = Path(runs_root) / f"s{s}"
+            d.mkdir(parents=True)
+            hist = pd.DataFrame({"step": range(1, 13), "loss_s": [None, None] + [1.0] * 10,
+                                 "d_real": [0.0, 0.0] + [0.7] * 10, "d_fake": [0.0, 0.0] + [0.3] * 10})
+            hist.to_csv(d / "history.csv", index=False)
+            out.append({"pair": pairs[0], "seed": s, "student_acc": acc[row][s], "wall_s": 1.0, "run_dir": str(d),
+                        "params": "{}"})
+        return pd.DataFrame(out)
+
+    monkeypatch.setattr(ab, "run_all", fake_run_all)
+    runs = ab.main(["--seeds", "0", "1", "--warmup", "5", "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "ab")])
+    assert list(runs.loc[runs["row"] == "warm-up 5", "vs_mosaickd"]) == [5.0, 6.0]
+    md = (tmp_path / "ab.md").read_text()
+    line = next(x for x in md.splitlines() if "warm-up 5" in x)
+    assert "77.5 ± 3.54" in line and "5.5 ± 0.5" in line and "0.7" in line and "0.3" in line  # SE = std/sqrt(2)
+    assert (tmp_path / "ab.csv").exists()
