@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from mosaic.build import preflight
 from mosaic.config import RunConfig
 from mosaic.train import train
 
@@ -200,11 +201,18 @@ def run_grid(runs: Sequence[GridRun], backend: str = "api", notebook: str | Path
 
     backend: ``api`` (mosaic.train.train in this process) or ``papermill`` (``notebook`` per run).
     keep_going: record a failing run and continue (the error is raised at the end); else stop at once.
+    Every run still to do passes ``mosaic.build.preflight`` first: a bad row fails before any run trains.
     """
     if backend not in ("api", "papermill"):
         raise ValueError(f"backend must be 'api' or 'papermill', got {backend!r}")
     train_one = _train_api if backend == "api" else _train_papermill(notebook)
     folders = unique_runs(runs)
+    for run in folders:
+        if status(run) != "done":
+            try:
+                preflight(run.config)
+            except (ValueError, OSError) as err:
+                raise ValueError(f"grid row {run.name!r} ({run.out_dir}): {err}") from err
     rows, errors = [], []
     for i, run in enumerate(folders, 1):
         before = status(run)

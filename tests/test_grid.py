@@ -264,3 +264,12 @@ def test_run_grid_through_papermill_keeps_every_parameter(tmp_path):
     assert [r["status"] for r in rows] == ["ran"]
     assert grid.status(runs[0]) == "done"  # metrics.json holds exactly the asked config
     assert (runs[0].out_dir / "02_train.ipynb").exists()
+
+
+def test_run_grid_checks_every_row_before_training_any(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(grid, "_train_api", lambda cfg: calls.append(cfg))
+    runs = grid.expand({"ok": {}, "too big": {"patch_size": 100}}, BASE, out_root=tmp_path)
+    with pytest.raises(ValueError, match=r"grid row 'too big' .*patch_size=100 is larger than the 28x28 images"):
+        grid.run_grid(runs, log=None)
+    assert calls == [] and not list(tmp_path.iterdir())

@@ -154,7 +154,7 @@ def test_04_runs_with_tiny_settings(tmp_path, tiny_run_dir):
 
 @pytest.mark.slow
 def test_05_runs_a_tiny_grid_and_tabulates_it(tmp_path):
-    tiny = dict(groups=["reference", "discriminator"], patch_sizes=[4], ood_sources={"digits": "digits"},
+    tiny = dict(groups=["reference", "discriminator"], patch_sizes=[4], patch_size=8, ood_sources={"digits": "digits"},
                 dataset="digits", ood="mnist5k", teacher="cnn_half", student="cnn_half", teacher_epochs=2,
                 steps=2, kd_steps=1, batch_size=16, ngf=8, ndf=8, eval_every=1, out_root=str(tmp_path / "grid"),
                 teacher_dir=str(tmp_path / "teachers"))
