@@ -149,7 +149,7 @@ def lab_server(notebook_dir, tmp_path_factory):
     tracker = settings_dir / "@jupyterlab" / "notebook-extension"
     tracker.mkdir(parents=True)
     (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
-    env = {k: v for k, v in os.environ.items() if k not in ("MOSAIC_WIDGETS", "JUPYTER_PATH", "JUPYTER_DATA_DIR")}
+    env = {k: v for k, v in os.environ.items() if k not in ("JUPYTER_PATH", "JUPYTER_DATA_DIR")}
     env.update(JUPYTER_CONFIG_DIR=str(config_dir), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
                JUPYTER_PATH=str(VENV_BIN.parent / "share" / "jupyter"), JUPYTER_DATA_DIR=str(tmp / "data"))
     cmd = [str(VENV_BIN / "jupyter"), "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
