@@ -78,7 +78,8 @@ def test_warmup_ab_table_pairs_seeds_and_reads_the_d_balance(tmp_path, monkeypat
     ab = load("warmup_ab")
     acc = {"mosaickd": [70.0, 74.0], "no D": [69.0, 71.0], "warm-up 5": [75.0, 80.0]}
 
-    def fake_run_all(pairs, methods, seeds, steps, runs_root, jobs, threads, **overrides):
+    def fake_run_all(pairs, methods, seeds, steps, runs_root, jobs, threads, precision, channels_last, **overrides):
+        assert (precision, channels_last) == ("bf16", True)  # the quality benchmark's fast path by default
         row = {(): "mosaickd", ("discriminator",): "no D", ("warmup_gan",): "warm-up 5"}[tuple(overrides)]
         out = []
         for s in seeds:
