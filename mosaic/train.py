@@ -326,6 +326,7 @@ def _train(cfg: RunConfig, out: Path, teacher: nn.Module | None, progress: bool)
     streams, batchers, ood = build_streams(cfg, teacher, device)
     # resume, play, evaluate, write: metrics.json last, so it marks a finished run
     state = _resume(out, cfg, players, schedulers, batchers, device)
+    (out / "metrics.json").unlink(missing_ok=True)  # training again (resume=False): the folder is not finished now
     state = _loop(cfg, out, state, players, streams, schedulers, batchers, val, device, progress)
     metrics = _final_metrics(cfg, state, players, test, ood, device)
     if players.generator is not None:

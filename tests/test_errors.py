@@ -366,3 +366,18 @@ def test_bad_inputs_through_notebook_02_fail_in_the_config_cell_before_anything_
     text = proc.stderr + (tmp_path / "out.ipynb").read_text()
     assert expected in text, textwrap.shorten(text[-3000:], 3000)
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_starting_over_in_a_finished_folder_undeclares_it_first(tmp_path, teachers, monkeypatch):
+    import mosaic.train as T
+    from mosaic.train import finished
+
+    cfg = tiny(tmp_path, teachers["cnn_half"].parent, method="kd_ood", steps=4)
+    train(cfg, progress=False)
+    assert finished(cfg.out_dir, cfg)
+    real = T.iterate
+    monkeypatch.setattr(T, "iterate", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt) if a[-1] == 3 else real(*a))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg.replace(resume=False), progress=False)  # killed half-way through the new run
+    assert not finished(cfg.out_dir, cfg)  # its step-2 checkpoint is not passed off as the finished run
