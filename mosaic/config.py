@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
@@ -107,7 +108,8 @@ class RunConfig:
             raise ValueError("RunConfig.out_dir must name a folder, got an empty string")
 
     def _check_types(self) -> None:
-        """Each field holds its annotated type: ints are whole numbers (2.0 -> 2; 1.5 is an error), floats
+        """Each field holds its annotated type (numpy scalars included, e.g. from a DataFrame row): ints are whole
+        numbers (2.0 -> 2; 1.5 is an error), floats
         are numbers (1 -> 1.0, so equal configs compare equal), bools are True/False, strings are strings."""
         for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), str(f.type)
@@ -117,18 +119,18 @@ class RunConfig:
                 if not isinstance(value, bool):
                     raise wrong
             elif kind == "int":
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                        (isinstance(value, float) and not value.is_integer()):
+                if isinstance(value, bool) or not isinstance(value, numbers.Real) or \
+                        not (isinstance(value, numbers.Integral) or float(value).is_integer()):
                     raise wrong
                 setattr(self, f.name, int(value))
             elif kind == "float":
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
                     raise wrong
                 setattr(self, f.name, float(value))
             elif kind == "str" and not isinstance(value, str):
                 raise wrong
             elif f.name == "betas":  # YAML/papermill give lists
-                if isinstance(value, (str, bytes)) or not all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                if isinstance(value, (str, bytes)) or not all(isinstance(b, numbers.Real) and not isinstance(b, bool)
                                                                for b in value):
                     raise wrong
                 self.betas = tuple(float(b) for b in value)

@@ -62,3 +62,17 @@ def test_results_diff_names_each_differing_field_saved_first():
     del saved["t_kd"]  # a config saved before this field existed: its default applies
     assert cfg.same_results(saved)
     assert "<config>" in cfg.results_diff({**saved, "no_such_field": 1})  # unreadable: never the same
+
+
+def test_numpy_scalars_are_accepted_as_python_numbers():
+    import numpy as np
+
+    cfg = RunConfig(steps=np.int64(7), seed=np.int32(3), lr_s=np.float32(0.5), w_local=np.int64(1),
+                    betas=(np.float64(0.5), 0.9))
+    assert (cfg.steps, cfg.seed, cfg.lr_s, cfg.w_local) == (7, 3, 0.5, 1.0)
+    assert type(cfg.steps) is int and type(cfg.lr_s) is float and type(cfg.w_local) is float
+    assert cfg.same_results(RunConfig(steps=7, seed=3, lr_s=0.5, betas=(0.5, 0.9)))
+    with pytest.raises(ValueError, match="RunConfig.steps must be a whole number"):
+        RunConfig(steps=np.float64(1.5))
+    with pytest.raises(ValueError, match="RunConfig.resume must be True or False"):
+        RunConfig(resume=np.bool_(True))  # numpy's bool is not a bool: say so rather than guess
