@@ -207,21 +207,21 @@ def run_grid(runs: Sequence[GridRun], backend: str = "api", notebook: str | Path
         raise ValueError(f"backend must be 'api' or 'papermill', got {backend!r}")
     train_one = _train_api if backend == "api" else _train_papermill(notebook)
     folders = unique_runs(runs)
+    before = {run.out_dir: status(run) for run in folders}
     for run in folders:
-        if status(run) != "done":
+        if before[run.out_dir] != "done":
             try:
                 preflight(run.config)
             except (ValueError, OSError) as err:
                 raise ValueError(f"grid row {run.name!r} ({run.out_dir}): {err}") from err
     rows, errors = [], []
     for i, run in enumerate(folders, 1):
-        before = status(run)
-        row = {"run": str(run.out_dir), "before": before, "status": "skipped", "seconds": 0.0}
-        if before != "done":
+        row = {"run": str(run.out_dir), "before": before[run.out_dir], "status": "skipped", "seconds": 0.0}
+        if before[run.out_dir] != "done":
             t0 = time.perf_counter()
             try:
                 train_one(run.config)
-                row["status"] = "resumed" if before == "partial" else "ran"
+                row["status"] = "resumed" if before[run.out_dir] == "partial" else "ran"
             except Exception as err:  # noqa: BLE001 - reported with the run's folder, re-raised below
                 row["status"] = f"failed: {type(err).__name__}: {err}"
                 errors.append((run, err))

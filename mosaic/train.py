@@ -88,8 +88,9 @@ def _save(out: Path, cfg: RunConfig, state: LoopState, players: game.Players, sc
     A checkpoint is written only when every weight and optimiser state in it is finite (else
     NonFiniteLossError, and the previous checkpoint stays the last good one).
     """
-    bad = checkpoint.nonfinite({"models": {k: m.state_dict() for k, m in modules(players).items()},
-                                "optimizers": {k: o.state_dict()["state"] for k, o in optimizers(players).items()}})
+    models = {k: m.state_dict() for k, m in modules(players).items()}
+    opts = {k: o.state_dict() for k, o in optimizers(players).items()}
+    bad = checkpoint.nonfinite({"models": models, "optimizers": {k: o["state"] for k, o in opts.items()}})
     if bad:
         first = next(iter(bad))
         raise NonFiniteLossError(f"{sum(bad.values())} non-finite values in {len(bad)} tensors (first: {first}) "
@@ -97,8 +98,7 @@ def _save(out: Path, cfg: RunConfig, state: LoopState, players: game.Players, sc
     ckpt = {
         "config": cfg.to_dict(), "step": state.step, "wall_s": state.wall_s, "history": state.history,
         "best": state.best,
-        "models": {k: m.state_dict() for k, m in modules(players).items()},
-        "optimizers": {k: o.state_dict() for k, o in optimizers(players).items()},
+        "models": models, "optimizers": opts,
         "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
         "scalers": {k: s.state_dict() for k, s in players.scalers.items()},
         "batchers": {k: b.state_dict() for k, b in batchers.items()},
