@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 OUT    ?= runs/demo
+SEED   ?= 0
 
 .PHONY: demo test test-fast data install notebooks bench clean-runs lab
 
@@ -26,7 +27,7 @@ data: install
 
 demo: data
 	mkdir -p $(OUT)
-	$(BIN)/papermill notebooks/02_train.ipynb $(OUT)/02_train.ipynb -p out_dir $(OUT) --cwd . --log-output
+	$(BIN)/papermill notebooks/02_train.ipynb $(OUT)/02_train.ipynb -p out_dir $(OUT) -p seed $(SEED) --cwd . --log-output
 	@$(BIN)/python -c "import json; m = json.load(open('$(OUT)/metrics.json')); print({k: m[k] for k in ('method', 'dataset', 'ood', 'steps', 'student_acc', 'teacher_acc', 'agreement', 'wall_s')})"
 
 # unit tests, then the notebook regression: nbval re-executes every notebook and compares the cells marked

@@ -74,31 +74,45 @@ def test_diagnose_reads_a_finished_run_folder_and_never_trains(tmp_path, monkeyp
         dg.diagnose(str(tmp_path / "nothing"))
 
 
-def test_warmup_ab_table_pairs_seeds_and_reads_the_d_balance(tmp_path, monkeypatch):
-    ab = load("warmup_ab")
-    acc = {"mosaickd": [70.0, 74.0], "no D": [69.0, 71.0], "warm-up 5": [75.0, 80.0]}
+def test_game_ab_table_pairs_seeds_and_reads_the_diagnostics(tmp_path, monkeypatch):
+    ab = load("game_ab")
+    acc = {"mosaickd": [70.0, 74.0], "no D": [69.0, 71.0], "wl": [75.0, 80.0]}
 
     def fake_run_all(pairs, methods, seeds, steps, runs_root, jobs, threads, precision, channels_last, **overrides):
         assert (precision, channels_last) == ("bf16", True)  # the quality benchmark's fast path by default
-        row = {(): "mosaickd", ("discriminator",): "no D", ("warmup_gan",): "warm-up 5"}[tuple(overrides)]
+        row = {(): "mosaickd", (("discriminator", "none"),): "no D",
+               (("w_local", 30), ("warmup_gan", 5)): "wl"}[tuple(sorted(overrides.items()))]
         out = []
         for s in seeds:
             d = Path(runs_root) / f"s{s}"
             d.mkdir(parents=True)
             hist = pd.DataFrame({"step": range(1, 13), "loss_s": [None, None] + [1.0] * 10,
-                                 "d_real": [0.0, 0.0] + [0.7] * 10, "d_fake": [0.0, 0.0] + [0.3] * 10})
+                                 "d_real": [0.0, 0.0] + [0.7] * 10, "d_fake": [0.0, 0.0] + [0.3] * 10,
+                                 "val_acc": [None] * 11 + [60.0 + s], "gx_local": [None] * 9 + [1.0, None, 3.0]})
             hist.to_csv(d / "history.csv", index=False)
             out.append({"pair": pairs[0], "seed": s, "student_acc": acc[row][s], "wall_s": 1.0, "run_dir": str(d),
                         "params": "{}"})
         return pd.DataFrame(out)
 
     monkeypatch.setattr(ab, "run_all", fake_run_all)
-    runs = ab.main(["--seeds", "0", "1", "--warmup", "5", "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "ab")])
-    assert list(runs.loc[runs["row"] == "warm-up 5", "vs_mosaickd"]) == [5.0, 6.0]
+    runs = ab.main(["--seeds", "0", "1", "--rows", "no D:discriminator=none", "wl:w_local=30, warmup_gan=5",
+                    "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "ab")])
+    assert list(runs.loc[runs["row"] == "wl", "vs_mosaickd"]) == [5.0, 6.0]
     md = (tmp_path / "ab.md").read_text()
-    line = next(x for x in md.splitlines() if "warm-up 5" in x)
+    line = next(x for x in md.splitlines() if x.startswith("| fmnist") and "| wl " in x)
     assert "77.5 ± 3.54" in line and "5.5 ± 0.5" in line and "0.7" in line and "0.3" in line  # SE = std/sqrt(2)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[4] == "60.5" and cells[7] == "2"  # mean final val accuracy; gx_local: mean of the last two eval rows
     assert (tmp_path / "ab.csv").exists()
+
+
+def test_game_ab_rows_parse_and_refuse_what_they_cannot_read():
+    ab = load("game_ab")
+    assert ab.parse_row("w 10: w_local=10, lr_g=1e-3") == ("w 10", {"w_local": 10, "lr_g": 1e-3})
+    assert ab.parse_row("none:discriminator=none") == ("none", {"discriminator": "none"})
+    for bad in ("no-colon", ":w_local=1", "x:w_local"):
+        with pytest.raises(ValueError):
+            ab.parse_row(bad)
 
 
 def test_teacher_budget_trains_one_teacher_per_budget_and_measures_the_gap(tmp_path):
