@@ -54,4 +54,5 @@ class ImageData:
     def __repr__(self) -> str:
         _, c, h, w = self.images.shape
         what = f"{self.spec.num_classes} classes" if self.labels is not None else "unlabeled"
+        what += ", masks" if self.labels is not None and self.spec.task == "segmentation" else ""
         return f"ImageData({self.name}/{self.split}: {len(self)} x {c}x{h}x{w}, {what})"
