@@ -19,7 +19,7 @@ import torch.nn as nn
 from mosaic import game
 from mosaic.config import RunConfig, resolve_device
 from mosaic.data import DATASETS, Batcher, ImageData, adapt, dataset_spec, entropy_subset, get_dataset
-from mosaic.models import CLASSIFIERS, Generator, get_classifier, get_discriminator
+from mosaic.models import CLASSIFIERS, Generator, get_discriminator, get_model
 from mosaic.nnutil import cosine_schedule
 from mosaic.teacher import TEACHER_FILE_HELP, TeacherConfig, check_teacher_file, get_teacher, load_teacher
 
@@ -54,7 +54,7 @@ def build_ood(cfg: RunConfig, teacher: nn.Module, device: str) -> ImageData:
 def build_players(cfg: RunConfig, teacher: nn.Module, device: str) -> game.Players:
     """Student, generator and discriminator for ``cfg.method`` with their optimisers."""
     spec = teacher.spec
-    student = get_classifier(cfg.student, spec).to(device)
+    student = get_model(cfg.student, spec).to(device)  # a classifier or a segmenter, by the teacher's task
     opt_s = torch.optim.SGD(student.parameters(), lr=cfg.lr_s, momentum=cfg.momentum_s, weight_decay=cfg.wd_s)
     players = game.Players(teacher=teacher, student=student, opt_s=opt_s)
     if cfg.uses_generator:
