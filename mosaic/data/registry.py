@@ -19,6 +19,9 @@ Segmentation (``spec.task == "segmentation"``, uint8 masks, see ``scenes.py`` fo
   Fashion-MNIST class c). Each split is composed from the *same* split of fmnist (train scenes from
   fmnist/train, val from fmnist/val, test from fmnist/test), so no item is shared between splits;
   ``SCENE_COUNTS`` scenes per split, seeded per split (``SCENE_SEEDS``): identical on every machine.
+- ``voc``, ``cityscapes``, ``nyuv2``: files on disk, 128x128 (see ``dense.py``: where the files go,
+  how images and label maps are resized, the void label); splits as above (source test = VOC /
+  Cityscapes ``val``, NYUv2 ``test``); ImageNet mean/std, not measured here.
 - ``scenes:NAME`` (OOD): unlabeled scenes composed the same way from the items of split ``split``
   of any named dataset (``scenes:mnist5k``) or from 28x28 photo crops of ``scenes:folder:PATH``
   (train only). Options: ``n`` (scenes, default ``SCENE_COUNTS[split]``), ``size`` (canvas side, 64).
@@ -33,6 +36,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from mosaic.data.dense import (DENSE_SIZE, NYUV2_CLASSES, VOC_CLASSES, cityscapes_classes, cityscapes_pairs,
+                                cityscapes_relabel, nyuv2_pairs, nyuv2_relabel, stack_pairs, voc_pairs)
 from mosaic.data.folder import IMAGENET_MEAN, IMAGENET_STD, load_folder
 from mosaic.data.idx import read_idx
 from mosaic.data.imagedata import DatasetNotFoundError, ImageData
@@ -168,6 +173,37 @@ def _digits(root: Path, train: bool, download: bool) -> Source:
     return images[index], labels[index], DIGIT_NAMES, "sklearn.datasets.load_digits()"
 
 
+@functools.lru_cache(maxsize=4)  # train and val both read the source train split: read it once
+def _dense_files(name: str, root: str, train: bool, download: bool) -> Source:
+    """voc, cityscapes or nyuv2 from their files (dense.py), resized to DENSE_SIZE."""
+    base = Path(root)
+    if name == "voc":
+        pairs = _from_torchvision(name, base, download, lambda: voc_pairs(base, train, download))
+        images, masks = stack_pairs(pairs, DENSE_SIZE)
+        return images, masks, VOC_CLASSES, str(base / "VOCdevkit" / "VOC2012")
+    if name == "cityscapes":
+        pairs = _from_torchvision(name, base, False, lambda: cityscapes_pairs(base, train))
+        images, masks = stack_pairs(pairs, DENSE_SIZE, cityscapes_relabel())
+        return images, masks, cityscapes_classes(), str(base / "cityscapes")
+    pairs = _from_torchvision(name, base, False, lambda: nyuv2_pairs(base, train))
+    images, masks = stack_pairs(pairs, DENSE_SIZE, nyuv2_relabel)
+    return images, masks, NYUV2_CLASSES, str(base / "NYUv2")
+
+
+def _dense(name: str, root: Path, train: bool, download: bool) -> Source:
+    return _dense_files(name, str(root), train, download)
+
+
+# how to get the datasets that torchvision cannot download
+NO_DOWNLOAD = {
+    "cityscapes": "register at https://www.cityscapes-dataset.com, download leftImg8bit_trainvaltest.zip and "
+                  "gtFine_trainvaltest.zip and extract both into {root}/cityscapes",
+    "nyuv2": "no download exists for the 13-class layout: put the RGB images and 13-class label maps (0 = "
+             "unlabeled, 1..13) as PNGs with matching names into {root}/NYUv2/image/{{train,test}}/ and "
+             "{root}/NYUv2/seg13/{{train,test}}/ (see mosaic/data/dense.py and data/README.md)",
+}
+
+
 # ---------------------------------------------------------------------------------------------------
 # scenes: items of a named split on a canvas (scenes.py)
 
@@ -253,6 +289,16 @@ _REGISTRY: dict[str, _Entry] = {
     "fmnist_scenes": _Entry(ImageSpec(1, SCENE_SIZE, (0.1347,), (0.2810,), 11, "segmentation"), False,
                             "FashionMNIST/raw/ (the scenes are composed from Fashion-MNIST items)",
                             _fmnist_scenes_source, _fmnist_scenes),
+    # voc, cityscapes, nyuv2: the ImageNet statistics (not measured here: no copy on the build machine)
+    "voc": _Entry(ImageSpec(3, DENSE_SIZE, IMAGENET_MEAN, IMAGENET_STD, 21, "segmentation"), True,
+                  "VOCdevkit/VOC2012/ (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/; extracted "
+                  "VOCtrainval_11-May-2012.tar)", functools.partial(_dense, "voc")),
+    "cityscapes": _Entry(ImageSpec(3, DENSE_SIZE, IMAGENET_MEAN, IMAGENET_STD, 19, "segmentation"), True,
+                         "cityscapes/leftImg8bit/{train,val}/ and cityscapes/gtFine/{train,val}/",
+                         functools.partial(_dense, "cityscapes")),
+    "nyuv2": _Entry(ImageSpec(3, DENSE_SIZE, IMAGENET_MEAN, IMAGENET_STD, 13, "segmentation"), True,
+                    "NYUv2/image/{train,test}/*.png and NYUv2/seg13/{train,test}/*.png",
+                    functools.partial(_dense, "nyuv2")),
 }
 
 DATASETS = (*_REGISTRY, "scenes:NAME", "folder:PATH")
@@ -267,6 +313,9 @@ def not_found_message(name: str, root: str | Path, download: bool, err: Exceptio
     msg = (f"{head}; looked for {root}/{entry.files}. To get them: get_dataset({name!r}, split, "
            f"root={str(root)!r}, download=True) or `python -m mosaic.data.fetch {name} --root {root}` "
            f"on a machine with internet, or copy {entry.files} into {root} by hand (see data/README.md).")
+    if name in NO_DOWNLOAD:  # nothing to download: say what was wrong and how to lay the files out
+        head = f"{name}: no readable files under {root}" + (f" ({err})" if err else "")
+        msg = f"{head}; looked for {root}/{entry.files}. To get them: {NO_DOWNLOAD[name].format(root=root)}."
     if name == "fmnist":
         msg += (f" Offline on Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` puts the IDX "
                 f".gz files in {FMNIST_DEBIAN_DIR}, which is read when {root} has none.")
