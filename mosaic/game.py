@@ -108,8 +108,8 @@ def fixed_samples(generator: nn.Module, n: int, z_dim: int, device: torch.device
 
 def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_local: bool) -> dict[str, torch.Tensor]:
     """The generator's terms on a synthetic batch x (B, C, H, W), weighted sum in 'loss_g'."""
-    t_logits = players.teacher(x)  # (B, K) or (B, K, H, W)
-    s_logits = players.student(x)  # same shape
+    t_logits = players.teacher(x)  # (B, K)
+    s_logits = players.student(x)  # (B, K)
     terms = {
         "loss_align": losses.align_loss(t_logits),
         "loss_balance": losses.balance_loss(t_logits),

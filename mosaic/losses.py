@@ -72,15 +72,19 @@ def align_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
     return entropy(teacher_logits).mean()
 
 
-def balance_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
+def balance_loss(teacher_logits: torch.Tensor, batch_mean=None) -> torch.Tensor:
     """Class balance (appendix): Σ_y p̄_y log p̄_y, the negative entropy of the batch class marginal.
 
     Minimal (= -log K) when every in-domain class is generated equally often. Dense logits
-    (B, K, H, W): p̄ is the class marginal of all B·H·W pixels of the batch.
+    (B, K, H, W): p̄ is the class marginal of all B·H·W pixels of the batch. ``batch_mean``: how p̄ is
+    taken over the rows (images, or pixels), (N, K) -> (K,); default the mean over dim 0 (a
+    multi-process run passes the global batch's mean).
     """
     _check_logits(teacher_logits)
-    batch_dims = [d for d in range(teacher_logits.dim()) if d != 1]  # [0] or [0, 2, 3]
-    p_mean = F.softmax(teacher_logits.float(), dim=1).mean(dim=batch_dims)  # (K,)
+    p = F.softmax(teacher_logits.float(), dim=1)  # (B, K[, H, W])
+    if p.dim() == 4:
+        p = p.permute(0, 2, 3, 1).reshape(-1, p.shape[1])  # (B, K, H, W) -> (B·H·W, K): a row per pixel
+    p_mean = p.mean(dim=0) if batch_mean is None else batch_mean(p)  # (K,)
     return (p_mean * torch.log(p_mean.clamp_min(1e-12))).sum()
 
 

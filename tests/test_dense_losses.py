@@ -89,3 +89,14 @@ def test_mismatched_or_3d_logits_are_refused():
         losses.kd_loss(S, T[:, :, :2])
     with pytest.raises(ValueError, match="all of one shape"):
         losses.align_loss(T[0])
+
+
+def test_dense_balance_takes_a_batch_mean_over_pixel_rows():
+    seen = {}
+
+    def batch_mean(p):  # what a multi-process run passes: (N, K) -> (K,)
+        seen["shape"] = tuple(p.shape)
+        return p.mean(dim=0)
+
+    torch.testing.assert_close(losses.balance_loss(T, batch_mean), losses.balance_loss(T))
+    assert seen["shape"] == (B * H * W, K)
