@@ -29,7 +29,7 @@ from mosaic.teacher import TEACHER_FILE_HELP, TeacherConfig, check_teacher_file,
 def teacher_config(cfg: RunConfig) -> TeacherConfig:
     """The TeacherConfig a run trains (or finds cached) when it has no ``teacher_ckpt``."""
     return TeacherConfig(dataset=cfg.dataset, arch=cfg.teacher, epochs=cfg.teacher_epochs, seed=cfg.teacher_seed,
-                         data_root=cfg.data_root, download=cfg.download)
+                         data_root=cfg.data_root, download=cfg.download, threads=cfg.threads)
 
 
 def build_teacher(cfg: RunConfig, device: str, progress: bool = True) -> tuple[nn.Module, dict]:

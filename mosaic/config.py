@@ -27,7 +27,7 @@ class RunConfig:
     teacher: str = "lenet5"  # teacher architecture (see mosaic.models.CLASSIFIERS)
     student: str = "lenet5_half"  # student architecture
     teacher_ckpt: str = ""  # path of a teacher file to load; "" = the cached/trained one below
-    teacher_epochs: int = 3  # epochs when the teacher has to be trained (cached afterwards)
+    teacher_epochs: int = 0  # epochs when the teacher has to be trained (cached); 0: auto, the budget follows the data
     teacher_seed: int = 0  # the teacher's own seed: every student seed distills the same teacher
     teacher_dir: str = "checkpoints/teachers"  # teacher cache
     data_root: str = "data"  # where datasets live / are downloaded to
@@ -61,6 +61,7 @@ class RunConfig:
     # --- bookkeeping
     seed: int = 0  # seeds torch, numpy, random and every batcher
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 1  # torch intra-op CPU threads for the run and its teacher (0: torch's default); changes numbers
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 only on CUDA)
     channels_last: bool = False  # NHWC memory format for student, generator, discriminator
     compile: bool = False  # torch.compile the student, generator and discriminator
@@ -80,9 +81,10 @@ class RunConfig:
         _choice("method", self.method, METHODS)
         _choice("discriminator", self.discriminator, DISCRIMINATORS)
         _choice("precision", self.precision, PRECISIONS)
-        for name in ("steps", "kd_steps", "batch_size", "z_dim", "ngf", "ndf", "teacher_epochs"):
+        for name in ("steps", "kd_steps", "batch_size", "z_dim", "ngf", "ndf"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed", "warmup_gan", "warmup_s"):
+        for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed", "warmup_gan", "warmup_s",
+                     "threads", "teacher_epochs"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr_s", "lr_g", "lr_d", "t_kd"):
             if not 0 < getattr(self, name) < math.inf:

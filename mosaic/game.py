@@ -126,6 +126,25 @@ def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_loca
     return terms
 
 
+GENERATOR_TERMS = {"loss_local": "w_local", "loss_align": "w_align", "loss_balance": "w_balance", "loss_adv": "w_adv"}
+
+
+def input_grad_norms(terms: dict[str, torch.Tensor], x: torch.Tensor, cfg: RunConfig) -> dict[str, torch.Tensor]:
+    """Which term drives the generator: for each weighted term w·L of ``terms``, the mean over the batch of
+    the per-image norm of ∂(w·L)/∂x at the synthetic images x (B, C, H, W), as ``gx_local``, ``gx_align``, ...
+
+    Read-only: the graph is kept for the generator's update, no parameter gradient is touched and no
+    random number is drawn, so a run with these diagnostics has the same numbers as one without.
+    """
+    out = {}
+    for key, weight_name in GENERATOR_TERMS.items():
+        weight = getattr(cfg, weight_name)
+        if key in terms and weight > 0:
+            (g,) = torch.autograd.grad(weight * terms[key], x, retain_graph=True)  # (B, C, H, W)
+            out["gx_" + key.removeprefix("loss_")] = g.detach().float().flatten(1).norm(dim=1).mean()
+    return out
+
+
 def discriminator_update(players: Players, x_real: torch.Tensor, x_fake: torch.Tensor, amp) -> dict[str, torch.Tensor]:
     """One D step: real OOD patches → 1, synthetic patches → 0. x_fake is detached here."""
     with amp:
@@ -164,7 +183,7 @@ def _floats(d: dict[str, torch.Tensor]) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- one step per method
 
-def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device, diagnose: bool = False) -> dict[str, float]:
     amp = autocast(device, cfg.precision)
     out: dict[str, torch.Tensor] = {}
     # 1. discriminator: real OOD patches vs synthetic patches (x keeps its graph for the G step)
@@ -176,6 +195,8 @@ def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device) ->
     # 2. generator: mosaics the teacher reads as confident, balanced, hard for the student
     with amp, no_param_grads(players.discriminator, players.student):
         terms = generator_losses(players, x, cfg, use_local)
+    if diagnose:
+        out.update(input_grad_norms(terms, x, cfg))
     _update(terms["loss_g"], players.opt_g, players.scalers.get("g"))
     out.update({k: v.detach() for k, v in terms.items()})
     # 3. student ×kd_steps: KD on fresh synthetic samples joined with real OOD images
@@ -189,15 +210,16 @@ def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device) ->
     return _floats(out)
 
 
-def datafree_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+def datafree_step(players: Players, streams: Streams, cfg: RunConfig, device, diagnose: bool = False) -> dict[str, float]:
     """Data-free baseline: the same generator without discriminator or real OOD images."""
     amp = autocast(device, cfg.precision)
     # 1. generator: align + balance + adversarial (no local term: nothing real to imitate)
     with amp, no_param_grads(players.student):
         x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device))  # (B, C, H, W)
         terms = generator_losses(players, x, cfg, use_local=False)
+    out = input_grad_norms(terms, x, cfg) if diagnose else {}
     _update(terms["loss_g"], players.opt_g, players.scalers.get("g"))
-    out = {k: v.detach() for k, v in terms.items()}
+    out.update({k: v.detach() for k, v in terms.items()})
     # 2. student ×kd_steps on synthetic samples only
     loss_s = [student_kd_update(players, _synthesize(players, cfg.batch_size, cfg, device), cfg, amp)
               for _ in range(cfg.kd_steps)]
@@ -205,21 +227,21 @@ def datafree_step(players: Players, streams: Streams, cfg: RunConfig, device) ->
     return _floats(out)
 
 
-def kd_ood_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+def kd_ood_step(players: Players, streams: Streams, cfg: RunConfig, device, diagnose: bool = False) -> dict[str, float]:
     """Plain KD on real OOD images."""
     amp = autocast(device, cfg.precision)
     loss_s = [student_kd_update(players, streams.ood(), cfg, amp) for _ in range(cfg.kd_steps)]
     return _floats({"loss_s": torch.stack(loss_s).mean()})
 
 
-def kd_indomain_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+def kd_indomain_step(players: Players, streams: Streams, cfg: RunConfig, device, diagnose: bool = False) -> dict[str, float]:
     """KD on in-domain train images: the ceiling OOD-KD tries to reach."""
     amp = autocast(device, cfg.precision)
     loss_s = [student_kd_update(players, streams.indomain()[0], cfg, amp) for _ in range(cfg.kd_steps)]
     return _floats({"loss_s": torch.stack(loss_s).mean()})
 
 
-def scratch_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+def scratch_step(players: Players, streams: Streams, cfg: RunConfig, device, diagnose: bool = False) -> dict[str, float]:
     """The student trained on in-domain labels, no teacher."""
     amp = autocast(device, cfg.precision)
     loss_s = []
@@ -232,7 +254,7 @@ def scratch_step(players: Players, streams: Streams, cfg: RunConfig, device) -> 
     return _floats({"loss_s": torch.stack(loss_s).mean()})
 
 
-def gan_warmup_step(players: Players, streams: Streams, cfg: RunConfig, device) -> dict[str, float]:
+def gan_warmup_step(players: Players, streams: Streams, cfg: RunConfig, device, diagnose: bool = False) -> dict[str, float]:
     """A patch-GAN iteration before the game (``cfg.warmup_gan``): the generator first learns what real OOD
     patches look like. D: real OOD patches vs synthetic ones; G: ``loss_local`` alone (no teacher, no student)."""
     amp = autocast(device, cfg.precision)
@@ -246,7 +268,7 @@ def gan_warmup_step(players: Players, streams: Streams, cfg: RunConfig, device) 
     return _floats(out)
 
 
-STEPS: dict[str, Callable[[Players, Streams, RunConfig, object], dict[str, float]]] = {
+STEPS: dict[str, Callable[..., dict[str, float]]] = {
     "mosaickd": mosaickd_step,
     "kd_ood": kd_ood_step,
     "datafree": datafree_step,
@@ -255,11 +277,13 @@ STEPS: dict[str, Callable[[Players, Streams, RunConfig, object], dict[str, float
 }
 
 
-def step(players: Players, streams: Streams, cfg: RunConfig, device, warmup: bool = False) -> dict[str, float]:
+def step(players: Players, streams: Streams, cfg: RunConfig, device, warmup: bool = False,
+         diagnose: bool = False) -> dict[str, float]:
     """One outer iteration of ``cfg.method`` (or, with ``warmup``, of the patch GAN alone); returns its
-    losses and diagnostics as floats."""
-    return (gan_warmup_step if warmup else STEPS[cfg.method])(players, streams, cfg, device)
+    losses and diagnostics as floats. ``diagnose`` adds the generator terms' gradient norms at x
+    (``input_grad_norms``: ``gx_*``) where there is a generator; it changes no number of the run."""
+    return (gan_warmup_step if warmup else STEPS[cfg.method])(players, streams, cfg, device, diagnose)
 
 
-__all__ = ["Players", "Streams", "step", "STEPS", "autocast", "no_param_grads", "generator_losses",
+__all__ = ["Players", "Streams", "step", "STEPS", "autocast", "no_param_grads", "generator_losses", "input_grad_norms",
            "discriminator_update", "student_kd_update", "sample_z", "fixed_samples", "gan_warmup_step"]

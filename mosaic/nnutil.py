@@ -22,6 +22,22 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
+@contextmanager
+def num_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` inside the block (0: left as it is), restored on leaving.
+
+    The count changes results, not only speed: float reductions are split differently, so a run (and a
+    teacher) trained at 1 thread and at 2 differ. ``RunConfig.threads`` is therefore a results field.
+    """
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def cosine_schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
     """lr · ½(1 + cos(π·min(i, total)/total)) at step i: cosine from the optimiser's lr to 0 over ``total`` steps;
     with ``warmup`` > 0 also times min(1, (i + 1)/warmup), a linear rise over the first ``warmup`` steps.
@@ -37,4 +53,4 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total: int, warmup: int = 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: min(1.0, (i + 1) / warmup) * cosine(i))
 
 
-__all__ = ["eval_mode", "cosine_schedule"]
+__all__ = ["eval_mode", "num_threads", "cosine_schedule"]

@@ -6,6 +6,9 @@ only; the kept epoch is chosen on the validation split.
 """
 from __future__ import annotations
 
+import dataclasses
+import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,14 +20,22 @@ from mosaic import checkpoint, losses
 from mosaic.data import Batcher, get_dataset
 from mosaic.evaluate import accuracy
 from mosaic.models import Classifier, get_classifier
-from mosaic.nnutil import cosine_schedule
+from mosaic.nnutil import cosine_schedule, num_threads
+
+# SGD iterations of a teacher whose ``epochs`` is 0 (auto), whatever its dataset's size; small datasets get many
+# epochs, large ones few. Chosen with benchmarks/teacher_budget.py (its table: benchmarks/teacher_budget_cpu.md).
+AUTO_ITERATIONS = 4000
+
+
+class WeakTeacherWarning(UserWarning):
+    """A teacher trained for fewer iterations than ``AUTO_ITERATIONS``: its accuracy may be far below its reach."""
 
 
 @dataclass
 class TeacherConfig:
     dataset: str = "fmnist"  # in-domain dataset
     arch: str = "lenet5"  # classifier name
-    epochs: int = 3  # passes over the train split (val carved out of it)
+    epochs: int = 0  # passes over the train split (val carved out of it); 0: auto, AUTO_ITERATIONS SGD steps
     batch_size: int = 128  # SGD batch
     lr: float = 0.05  # SGD lr, cosine to 0
     momentum: float = 0.9  # SGD momentum
@@ -32,6 +43,7 @@ class TeacherConfig:
     seed: int = 0  # init and batch order
     data_root: str = "data"  # dataset root
     download: bool = False  # allow torchvision downloads
+    threads: int = 1  # torch intra-op threads while training (the weights depend on it); 0: torch's default
 
 
 def freeze(model: Classifier) -> Classifier:
@@ -39,12 +51,47 @@ def freeze(model: Classifier) -> Classifier:
     return model.freeze()
 
 
+def auto_epochs(n_train: int, batch_size: int) -> int:
+    """Epochs that give at least ``AUTO_ITERATIONS`` SGD iterations on ``n_train`` images (the budget follows the data)."""
+    per_epoch = max(1, n_train // min(batch_size, n_train))
+    return max(1, math.ceil(AUTO_ITERATIONS / per_epoch))
+
+
+def resolve(cfg: TeacherConfig) -> TeacherConfig:
+    """``cfg`` with its epochs decided: as given, or ``auto_epochs`` for its dataset's train split when 0."""
+    if cfg.epochs:
+        return cfg
+    n_train = len(get_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download))
+    return dataclasses.replace(cfg, epochs=auto_epochs(n_train, cfg.batch_size))
+
+
 def cache_path(cfg: TeacherConfig, cache_dir: str | Path) -> Path:
-    return Path(cache_dir) / f"{cfg.dataset}_{cfg.arch}_e{cfg.epochs}_s{cfg.seed}.pt"
+    cfg = resolve(cfg)
+    threads = f"_t{cfg.threads}" if cfg.threads != 1 else ""
+    return Path(cache_dir) / f"{cfg.dataset}_{cfg.arch}_e{cfg.epochs}_s{cfg.seed}{threads}.pt"
+
+
+def warn_if_weak(info: dict) -> None:
+    """``WeakTeacherWarning`` when the teacher trained for fewer iterations than the auto budget."""
+    iterations = info.get("iterations")
+    if iterations is not None and iterations < AUTO_ITERATIONS:
+        c = info["config"]
+        warnings.warn(f"the {c['arch']} teacher on {c['dataset']} trained for {iterations} SGD iterations "
+                      f"({c['epochs']} epochs; val accuracy {info['val_acc']:.2f}%, per epoch {info.get('val_curve')}), "
+                      f"fewer than the auto budget of {AUTO_ITERATIONS} (benchmarks/teacher_budget_cpu.md): a weak teacher "
+                      "caps every student. "
+                      "Set teacher_epochs=0 (auto) or more epochs", WeakTeacherWarning, stacklevel=3)
+
 
 
 def train_teacher(cfg: TeacherConfig, device: str | torch.device = "cpu", progress: bool = True) -> tuple[nn.Module, dict]:
     """Train ``cfg.arch`` on ``cfg.dataset``/train; keep the epoch with the best val accuracy."""
+    cfg = resolve(cfg)
+    with num_threads(cfg.threads):
+        return _train_teacher(cfg, device, progress)
+
+
+def _train_teacher(cfg: TeacherConfig, device: str | torch.device, progress: bool) -> tuple[nn.Module, dict]:
     checkpoint.seed_everything(cfg.seed)
     train = get_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download)
     val = get_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download)
@@ -55,7 +102,7 @@ def train_teacher(cfg: TeacherConfig, device: str | torch.device = "cpu", progre
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.wd, nesterov=True)
     sched = cosine_schedule(opt, total)
     batches = Batcher(train, batch_size, seed=cfg.seed, augment=True, device=device)
-    best_acc, best_state, best_epoch = -1.0, None, -1
+    best_acc, best_state, best_epoch, curve = -1.0, None, -1, []
     bar = tqdm(total=total, desc=f"teacher {cfg.arch}@{cfg.dataset}", disable=not progress, leave=False)
     for epoch in range(cfg.epochs):
         model.train()
@@ -70,6 +117,7 @@ def train_teacher(cfg: TeacherConfig, device: str | torch.device = "cpu", progre
         if not torch.isfinite(loss):
             raise FloatingPointError(f"teacher training diverged at epoch {epoch} (loss={loss.item()}); lower lr")
         val_acc = accuracy(model, val, device=device)
+        curve.append(round(val_acc, 2))
         bar.set_postfix(val_acc=f"{val_acc:.2f}")
         if val_acc > best_acc:
             best_acc, best_epoch = val_acc, epoch
@@ -78,7 +126,7 @@ def train_teacher(cfg: TeacherConfig, device: str | torch.device = "cpu", progre
     model.load_state_dict(best_state)
     test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
     info = {"config": asdict(cfg), "val_acc": best_acc, "best_epoch": best_epoch,
-            "test_acc": accuracy(model, test, device=device)}
+            "test_acc": accuracy(model, test, device=device), "val_curve": curve, "iterations": total}
     return model, info
 
 
@@ -134,15 +182,18 @@ def get_teacher(cfg: TeacherConfig, cache_dir: str | Path = "checkpoints/teacher
                 progress: bool = True) -> tuple[nn.Module, dict]:
     """The cached teacher for ``cfg`` if one exists, else train and cache it. Always frozen, with ``info``:
     val/test accuracy, best epoch, training config, file ``path`` and whether it was ``cached``."""
+    cfg = resolve(cfg)
     path = cache_path(cfg, cache_dir)
     if path.exists():
         model, info = load_teacher(path, device, data_root=cfg.data_root)
+        warn_if_weak(info)
         return _with_info(model, {**info, "cached": True})
     model, info = train_teacher(cfg, device, progress)
+    warn_if_weak(info)
     checkpoint.save_atomic({"task": "classification", "state_dict": model.state_dict(), "spec": model.spec,
                             "info": info}, path)
     return _with_info(model, {**info, "path": str(path), "cached": False})
 
 
-__all__ = ["TeacherConfig", "freeze", "train_teacher", "get_teacher", "load_teacher", "cache_path",
+__all__ = ["TeacherConfig", "AUTO_ITERATIONS", "WeakTeacherWarning", "auto_epochs", "resolve", "warn_if_weak", "freeze", "train_teacher", "get_teacher", "load_teacher", "cache_path",
            "read_teacher_file", "teacher_fields", "check_teacher_file"]

@@ -38,6 +38,7 @@ from mosaic.config import RunConfig, resolve_device
 from mosaic.data import ImageData, get_dataset
 from mosaic.evaluate import accuracy, evaluate
 from mosaic.models import get_classifier
+from mosaic.nnutil import num_threads
 from mosaic.teacher import cache_path, load_teacher
 
 
@@ -202,13 +203,15 @@ def iterate(players: game.Players, streams: game.Streams, schedulers: dict, cfg:
             step: int) -> dict[str, float]:
     """One iteration of the loop, as ``train`` runs it: ``game.step``, the schedules, the NaN guard.
 
-    Returns the history row of step ``step`` (1-based); raises NonFiniteLossError (with the row) when a
+    Returns the history row of step ``step`` (1-based); on evaluation steps (every ``eval_every`` game
+    iterations) the row also holds the generator terms' gradient norms at x (``gx_*``). Raises NonFiniteLossError (with the row) when a
     loss is NaN/inf. Steps 1..cfg.warmup_gan are patch-GAN warm-up iterations (no schedule steps); the
     game's own iterations follow. The benchmarks time this function, so they time the loop users run.
     """
     warmup = step <= cfg.warmup_gan
+    diagnose = not warmup and cfg.eval_every > 0 and (step - cfg.warmup_gan) % cfg.eval_every == 0
     row = {"step": step, "lr_s": players.opt_s.param_groups[0]["lr"],
-           **game.step(players, streams, cfg, device, warmup=warmup)}
+           **game.step(players, streams, cfg, device, warmup=warmup, diagnose=diagnose)}
     if not warmup:
         for s in schedulers.values():
             s.step()
@@ -307,7 +310,7 @@ def train(cfg: RunConfig, teacher: nn.Module | None = None, progress: bool = Tru
     if teacher is not None:
         check_teacher_module(cfg, teacher)
     out.mkdir(parents=True, exist_ok=True)
-    with checkpoint.folder_lock(out):  # a second process on this out_dir gets RunLockedError
+    with checkpoint.folder_lock(out), num_threads(cfg.threads):  # a second process on out_dir: RunLockedError
         checkpoint.remove_temp_files(out)  # what a killed writer left (no live writer: we hold the lock)
         return _train(cfg, out, teacher, progress)
 

@@ -61,9 +61,9 @@ def test_a_checkpoint_is_written_only_when_every_weight_and_optimiser_state_is_f
     real = game.STEPS["mosaickd"]
     calls = {"n": 0}
 
-    def poisoned(players, streams, cfg, device):  # losses stay finite; the state goes bad after step 3
+    def poisoned(players, streams, cfg, device, diagnose=False):  # losses stay finite; the state goes bad after step 3
         calls["n"] += 1
-        out = real(players, streams, cfg, device)
+        out = real(players, streams, cfg, device, diagnose)
         if calls["n"] == 3:
             if poison == "optimizer":
                 next(iter(players.opt_g.state.values()))["exp_avg"].fill_(math.nan)

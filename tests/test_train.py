@@ -99,9 +99,9 @@ def test_nan_guard_names_the_loss_and_keeps_last_good_checkpoint(tmp_path, teach
     real = game.STEPS["kd_ood"]
     calls = {"n": 0}
 
-    def flaky(players, streams, cfg, device):
+    def flaky(players, streams, cfg, device, diagnose=False):
         calls["n"] += 1
-        out = real(players, streams, cfg, device)
+        out = real(players, streams, cfg, device, diagnose)
         return {**out, "loss_s": math.nan} if calls["n"] == 5 else out
 
     monkeypatch.setitem(game.STEPS, "kd_ood", flaky)
