@@ -39,13 +39,19 @@ def get_segmenter(name: str, spec: ImageSpec) -> Segmenter:
     return SEGMENTER_FACTORIES[name](spec)
 
 
-def get_model(name: str, spec: ImageSpec) -> Classifier | Segmenter:
-    """The classifier or segmenter ``name`` for ``spec``, refused when it does not fit ``spec.task``."""
+def check_model(name: str, spec: ImageSpec, what: str = "model") -> None:
+    """Refuse, without building anything, a ``name`` that is no model or a model of the other task than
+    ``spec.task`` (``what`` names the role in the message: "teacher", "student", ...)."""
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
+        raise ValueError(f"unknown {what} {name!r}; valid names: {', '.join(MODELS)}")
     dense = spec.task == "segmentation"
     if dense != (name in SEGMENTERS):
         kind, names = ("segmenters", SEGMENTERS) if dense else ("classifiers", CLASSIFIERS)
-        raise ValueError(f"{name!r} is a {'classifier' if dense else 'segmenter'} but the data ({spec}) is a "
+        raise ValueError(f"{what} {name!r} is a {'classifier' if dense else 'segmenter'} but the data ({spec}) is a "
                          f"{spec.task} task; use one of the {kind}: {', '.join(names)}")
-    return get_segmenter(name, spec) if dense else get_classifier(name, spec)
+
+
+def get_model(name: str, spec: ImageSpec) -> Classifier | Segmenter:
+    """The classifier or segmenter ``name`` for ``spec``, refused when it does not fit ``spec.task``."""
+    check_model(name, spec)
+    return get_segmenter(name, spec) if spec.task == "segmentation" else get_classifier(name, spec)
