@@ -26,9 +26,11 @@ def predict(model: nn.Module, data: ImageData, batch_size: int = 512, device: st
 
 
 def accuracy(model: nn.Module, data: ImageData, batch_size: int = 512, device: str | torch.device = "cpu") -> float:
-    """Top-1 accuracy in percent."""
+    """Top-1 accuracy in percent: per image, or per labeled pixel on a segmentation split (pixel accuracy)."""
     if data.labels is None:
         raise ValueError(f"{data.name}/{data.split} has no labels; accuracy needs a labeled split")
+    if data.spec.task == "segmentation":
+        return pixel_accuracy(segmentation_confusion({"model": model}, data, min(batch_size, 64), device)["model"])
     pred = predict(model, data, batch_size, device).argmax(dim=1)
     return 100.0 * (pred == data.labels).float().mean().item()
 

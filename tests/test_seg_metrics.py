@@ -86,6 +86,8 @@ def test_evaluate_segmentation_against_a_confusion_matrix_of_all_pixels():
     n0_all, n2_all = (drawn == 0).sum().item(), (drawn == 2).sum().item()
     assert out["agreement"] == pytest.approx((100.0 * n0_all / (n0_all + n2_all) + 100 + 0 + 100) / 4)
     assert ev.score(Oracle(4), data) == pytest.approx(100.0)
+    assert ev.score(Oracle(4, wrong_class=2), data) == pytest.approx(out["student_miou"])
+    assert ev.accuracy(Oracle(4, wrong_class=2), data) == pytest.approx(out["pixel_acc"])  # per labeled pixel
 
 
 def test_iterate_gives_long_masks():
