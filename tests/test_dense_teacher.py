@@ -1,5 +1,7 @@
 """A segmentation teacher is trained, selected on val mIoU, cached and reloaded like a classifier; the
 preflight checks names and files against the dataset's task."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -54,3 +56,13 @@ def test_preflight_checks_models_against_the_task(tmp_path):
         build.preflight(RunConfig(**{**dense, "dataset": "scenes:mnist5k"}))
     with pytest.raises(ValueError, match="unknown teacher 'unet9'; valid names: .*deeplabv3_resnet50"):
         build.preflight(RunConfig(**{**dense, "teacher": "unet9"}))
+
+
+def test_the_nyuv2_parameter_file_is_a_valid_dense_run(tmp_path):
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    params = yaml.safe_load((root / "notebooks/params/nyuv2_deeplabv3_resnet50_mobilenet.yaml").read_text())
+    cfg = RunConfig.from_dict({**params, "out_dir": str(tmp_path / "run"), "device": "cpu"})
+    build.preflight(cfg)  # names, task, patch size: no data needed
+    assert (cfg.dataset, cfg.teacher, cfg.student) == ("nyuv2", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
