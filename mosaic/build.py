@@ -138,7 +138,7 @@ def _writable_folder(out: Path) -> None:
 def check_teacher_module(cfg: RunConfig, teacher: nn.Module) -> None:
     """A teacher passed to ``train`` reads the run's dataset: same channels, size and classes."""
     want, have = dataset_spec(cfg.dataset), getattr(teacher, "spec", None)
-    fields = ("channels", "size", "num_classes")
+    fields = ("channels", "size", "num_classes", "task")
     if have is None or any(getattr(have, f) != getattr(want, f) for f in fields):
         raise ValueError(f"the teacher passed to train() expects {have} inputs but dataset={cfg.dataset!r} has "
                          f"{want}; pass a teacher of this dataset")

@@ -66,3 +66,15 @@ def test_the_nyuv2_parameter_file_is_a_valid_dense_run(tmp_path):
     cfg = RunConfig.from_dict({**params, "out_dir": str(tmp_path / "run"), "device": "cpu"})
     build.preflight(cfg)  # names, task, patch size: no data needed
     assert (cfg.dataset, cfg.teacher, cfg.student) == ("nyuv2", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
+
+
+def test_a_teacher_module_of_the_other_task_is_refused():
+    from mosaic.data import dataset_spec
+    from mosaic.models import get_classifier, get_model
+
+    spec = dataset_spec("fmnist_scenes")
+    classifier_spec = type(spec)(spec.channels, spec.size, spec.mean, spec.std, spec.num_classes)  # same but per image
+    cfg = RunConfig(dataset="fmnist_scenes", teacher="segnet_small", student="segnet_small_half")
+    with pytest.raises(ValueError, match="pass a teacher of this dataset"):
+        build.check_teacher_module(cfg, get_classifier("cnn_half", classifier_spec))
+    build.check_teacher_module(cfg, get_model("segnet_small_half", spec))
