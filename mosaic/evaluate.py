@@ -124,7 +124,8 @@ def segmentation_confusion(models: dict[str, nn.Module], data: ImageData, batch_
 def evaluate_segmentation(student: nn.Module, teacher: nn.Module, data: ImageData, batch_size: int = 64,
                           device: str | torch.device = "cpu") -> dict[str, object]:
     """student_miou, teacher_miou, pixel_acc (student), teacher_pixel_acc, agreement (mIoU of the student
-    against the teacher's argmax taken as labels) and per_class_iou (student), all in percent."""
+    against the teacher's argmax taken as labels, over every pixel, void ones too: both networks predict
+    there) and per_class_iou (student), all in percent."""
     cms = segmentation_confusion({"student": student, "teacher": teacher}, data, batch_size, device)
     return {
         "student_miou": mean_iou(cms["student"]),

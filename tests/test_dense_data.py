@@ -88,3 +88,16 @@ def test_cityscapes_label_ids_become_train_ids(tmp_path):
     assert right == [13, 255]  # car: id 26 -> train id 13; unlabeled: id 0 -> void
     with pytest.raises(DatasetNotFoundError, match="register at https://www.cityscapes-dataset.com"):
         get_dataset("cityscapes", "train", root=tmp_path / "empty", download=True)
+
+
+def test_fetch_explains_the_datasets_it_cannot_download(tmp_path, capsys):
+    from mosaic.data import fetch
+
+    for name, hint in (("nyuv2", "no download exists for the 13-class layout"),
+                       ("cityscapes", "register at https://www.cityscapes-dataset.com")):
+        assert fetch.main([name, "--root", str(tmp_path)]) == 1
+        out = capsys.readouterr()
+        assert hint in out.err and "attempt" not in out.out  # no torchvision download is tried
+    fake_nyuv2(tmp_path)
+    assert fetch.main(["nyuv2", "--root", str(tmp_path)]) == 0
+    assert "already readable" in capsys.readouterr().out
