@@ -52,10 +52,11 @@ def freeze(model: Classifier) -> Classifier:
     return model.freeze()
 
 
-def auto_epochs(n_train: int, batch_size: int) -> int:
-    """Epochs that give at least ``AUTO_ITERATIONS`` SGD iterations on ``n_train`` images (the budget follows the data)."""
+def auto_epochs(n_train: int, batch_size: int, iterations: int | None = None) -> int:
+    """Epochs that give at least ``iterations`` (default ``AUTO_ITERATIONS``) SGD iterations on ``n_train``
+    images, at the len(train) // batch iterations per epoch that ``train_teacher`` runs."""
     per_epoch = max(1, n_train // min(batch_size, n_train))
-    return max(1, math.ceil(AUTO_ITERATIONS / per_epoch))
+    return max(1, math.ceil((iterations or AUTO_ITERATIONS) / per_epoch))
 
 
 def resolve(cfg: TeacherConfig) -> TeacherConfig:

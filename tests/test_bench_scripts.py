@@ -99,3 +99,19 @@ def test_warmup_ab_table_pairs_seeds_and_reads_the_d_balance(tmp_path, monkeypat
     line = next(x for x in md.splitlines() if "warm-up 5" in x)
     assert "77.5 ± 3.54" in line and "5.5 ± 0.5" in line and "0.7" in line and "0.3" in line  # SE = std/sqrt(2)
     assert (tmp_path / "ab.csv").exists()
+
+
+def test_teacher_budget_trains_one_teacher_per_budget_and_measures_the_gap(tmp_path):
+    tb = load("teacher_budget")
+    out = tmp_path / "tb"
+    df = tb.main(["--datasets", "digits", "--budgets", "20", "40", "--arch", "cnn_half", "--cache",
+                  str(tmp_path / "c"), "--out", str(out)])
+    assert df["epochs"].tolist() == [2, 4]  # digits: 1,295 train images, 10 iterations per epoch at batch 128
+    longest = df.loc[df["budget"] == 40].iloc[0]
+    assert longest["val_gap_to_longest"] == 0
+    short = df.loc[df["budget"] == 20].iloc[0]
+    assert short["val_gap_to_longest"] == pytest.approx(longest["val_acc"] - short["val_acc"], abs=0.011)
+    assert pd.read_csv(f"{out}.csv").shape[0] == 2 and "| digits" in Path(f"{out}.md").read_text()
+    again = tb.main(["--datasets", "digits", "--budgets", "20", "40", "--arch", "cnn_half", "--cache",
+                     str(tmp_path / "c"), "--out", str(out)])
+    assert again["cached"].all() and (again["val_acc"] == df["val_acc"]).all()  # a rerun reads the cache
