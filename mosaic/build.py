@@ -19,7 +19,7 @@ import torch.nn as nn
 from mosaic import game
 from mosaic.config import RunConfig, resolve_device
 from mosaic.data import DATASETS, Batcher, ImageData, adapt, dataset_spec, entropy_subset, get_dataset
-from mosaic.models import CLASSIFIERS, Generator, get_classifier, get_discriminator
+from mosaic.models import Generator, check_model, get_discriminator, get_model
 from mosaic.nnutil import cosine_schedule
 from mosaic.teacher import TEACHER_FILE_HELP, TeacherConfig, check_teacher_file, get_teacher, load_teacher
 
@@ -54,7 +54,7 @@ def build_ood(cfg: RunConfig, teacher: nn.Module, device: str) -> ImageData:
 def build_players(cfg: RunConfig, teacher: nn.Module, device: str) -> game.Players:
     """Student, generator and discriminator for ``cfg.method`` with their optimisers."""
     spec = teacher.spec
-    student = get_classifier(cfg.student, spec).to(device)
+    student = get_model(cfg.student, spec).to(device)  # a classifier or a segmenter, by the teacher's task
     opt_s = torch.optim.SGD(student.parameters(), lr=cfg.lr_s, momentum=cfg.momentum_s, weight_decay=cfg.wd_s)
     players = game.Players(teacher=teacher, student=student, opt_s=opt_s)
     if cfg.uses_generator:
@@ -138,7 +138,7 @@ def _writable_folder(out: Path) -> None:
 def check_teacher_module(cfg: RunConfig, teacher: nn.Module) -> None:
     """A teacher passed to ``train`` reads the run's dataset: same channels, size and classes."""
     want, have = dataset_spec(cfg.dataset), getattr(teacher, "spec", None)
-    fields = ("channels", "size", "num_classes")
+    fields = ("channels", "size", "num_classes", "task")
     if have is None or any(getattr(have, f) != getattr(want, f) for f in fields):
         raise ValueError(f"the teacher passed to train() expects {have} inputs but dataset={cfg.dataset!r} has "
                          f"{want}; pass a teacher of this dataset")
@@ -151,15 +151,15 @@ def preflight(cfg: RunConfig) -> None:
     teacher file (readable, a teacher, the run's dataset / architecture / input spec), the device, and
     a writable out_dir. Each error names the parameter or file and what to do.
     """
-    if cfg.dataset.startswith("folder:"):
-        raise ValueError(f"dataset={cfg.dataset!r}: the in-domain dataset needs labels (the teacher's task); "
-                         f"use folder:PATH as ood, and one of {', '.join(DATASETS[:-1])} as dataset")
+    if cfg.dataset.startswith(("folder:", "scenes:")):
+        raise ValueError(f"dataset={cfg.dataset!r}: the in-domain dataset needs labels (the teacher's task); use "
+                         f"folder:PATH or scenes:NAME as ood, and one of {', '.join(n for n in DATASETS if ':' not in n)} "
+                         "as dataset")
     spec = dataset_spec(cfg.dataset)  # unknown names fail here, listing the valid ones
     if not cfg.ood.startswith("folder:"):
         dataset_spec(cfg.ood)
     for role in ("teacher", "student"):
-        if getattr(cfg, role) not in CLASSIFIERS:
-            raise ValueError(f"{role}={getattr(cfg, role)!r} is not a classifier; valid names: {', '.join(CLASSIFIERS)}")
+        check_model(getattr(cfg, role), spec, role)  # a known name, of the dataset's task (classifier / segmenter)
     if cfg.uses_discriminator and cfg.discriminator == "patch" and cfg.patch_size > spec.size:
         raise ValueError(f"patch_size={cfg.patch_size} is larger than the {spec.size}x{spec.size} images of "
                          f"{cfg.dataset}: choose a patch_size <= {spec.size} (or discriminator='full')")
@@ -170,7 +170,7 @@ def preflight(cfg: RunConfig) -> None:
         if not Path(cfg.teacher_ckpt).is_file():
             raise FileNotFoundError(f"teacher_ckpt {cfg.teacher_ckpt} does not exist; {TEACHER_FILE_HELP}, "
                                     "or leave teacher_ckpt empty to train/cache one")
-        check_teacher_file(cfg.teacher_ckpt, {"task": "classification", "dataset": cfg.dataset, "arch": cfg.teacher,
+        check_teacher_file(cfg.teacher_ckpt, {"task": spec.task, "dataset": cfg.dataset, "arch": cfg.teacher,
                                               "channels": spec.channels, "size": spec.size,
                                               "num_classes": spec.num_classes}, data_root=cfg.data_root)
     resolve_device(cfg.device)

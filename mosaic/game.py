@@ -9,6 +9,10 @@ MosaicKD, one iteration (paper Alg. 1 and the official loop order):
   2. generator (reusing x): w_local·local + w_align·align
                             + w_balance·balance + w_adv·adv              -> loss_g
   3. student, kd_steps times: KD on fresh synthetic x ∪ real OOD x'       -> loss_s
+
+Classification and dense prediction share every line: the task lives in the logits' shape, (B, K)
+or (B, K, H, W), and ``mosaic.losses`` reads it (per-pixel terms, balance over all pixels); the
+generator and the patch discriminator see images either way.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from mosaic import losses
 from mosaic.config import RunConfig
 
 ImageStream = Callable[[], torch.Tensor]  # () -> (B, C, H, W) float in [0, 1]
-LabeledStream = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # () -> ((B, C, H, W), (B,))
+LabeledStream = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # () -> ((B, C, H, W), (B,) or masks (B, H, W))
 
 
 @dataclass
@@ -157,8 +161,8 @@ def student_kd_update(players: Players, x: torch.Tensor, cfg: RunConfig, amp) ->
     """One student step: KD towards the frozen teacher on x (B, C, H, W)."""
     with amp:
         with torch.no_grad():
-            t_logits = players.teacher(x)  # (B, K)
-        s_logits = players.student(x)  # (B, K)
+            t_logits = players.teacher(x)  # (B, K) or (B, K, H, W)
+        s_logits = players.student(x)  # same shape
         loss_s = losses.kd_loss(s_logits, t_logits, cfg.t_kd)
     _update(loss_s, players.opt_s, players.scalers.get("s"))
     return loss_s.detach()
@@ -242,7 +246,7 @@ def scratch_step(players: Players, streams: Streams, cfg: RunConfig, device, dia
     amp = autocast(device, cfg.precision)
     loss_s = []
     for _ in range(cfg.kd_steps):
-        x, y = streams.indomain()  # (B, C, H, W), (B,)
+        x, y = streams.indomain()  # (B, C, H, W), (B,) or masks (B, H, W)
         with amp:
             loss = losses.cross_entropy(players.student(x), y)
         _update(loss, players.opt_s, players.scalers.get("s"))

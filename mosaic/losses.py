@@ -3,21 +3,38 @@
 Notation follows the paper (Fang et al., NeurIPS 2021): x = G(z) a synthetic batch, x' real OOD
 images, p_T = softmax(T(x)), p_S = softmax(S(x)), p̄ = batch mean of p_T. Each function returns a
 scalar tensor; the weights (w_local, ...) are applied by the caller (``mosaic.game``).
+
+One code path for both tasks: logits are (B, K) for classification or (B, K, H, W) for dense
+prediction (segmentation), classes always on dim 1. The dense terms are the per-pixel ones: KD,
+entropy and the adversarial term per pixel, averaged over batch and pixels; balance over the class
+marginal of all B·H·W pixels of the batch. At H = W = 1 they equal the classification terms (tested).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+IGNORE_INDEX = 255  # the void label of segmentation masks (VOC's convention): no loss, no metric
+
+
+def _check_logits(*logits: torch.Tensor) -> None:
+    """Logits are (B, K) or (B, K, H, W), all of one shape; anything else is a caller's mistake."""
+    shape = logits[0].shape
+    if len(shape) not in (2, 4) or any(t.shape != shape for t in logits):
+        raise ValueError("logits must be (B, K) (classification) or (B, K, H, W) (dense), all of one shape; "
+                         f"got {', '.join(str(tuple(t.shape)) for t in logits)}")
+
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t_kd: float = 1.0) -> torch.Tensor:
-    """Hinton KD: t_kd² · KL(softmax(T/t_kd) ‖ softmax(S/t_kd)), averaged over the batch.
+    """Hinton KD: t_kd² · KL(softmax(T/t_kd) ‖ softmax(S/t_kd)), averaged over the batch (and pixels).
 
-    student_logits, teacher_logits: (B, K). The t_kd² factor keeps gradient scale independent of t_kd.
+    student_logits, teacher_logits: (B, K) or (B, K, H, W), the same shape. The t_kd² factor keeps
+    gradient scale independent of t_kd.
     """
-    log_p_s = F.log_softmax(student_logits.float() / t_kd, dim=1)  # (B, K)
-    log_p_t = F.log_softmax(teacher_logits.float() / t_kd, dim=1)  # (B, K)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)  # (B,)
+    _check_logits(student_logits, teacher_logits)
+    log_p_s = F.log_softmax(student_logits.float() / t_kd, dim=1)  # (B, K[, H, W])
+    log_p_t = F.log_softmax(teacher_logits.float() / t_kd, dim=1)  # (B, K[, H, W])
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1)  # (B[, H, W])
     return kl.mean() * t_kd**2
 
 
@@ -42,22 +59,32 @@ def local_loss(d_fake: torch.Tensor) -> torch.Tensor:
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy -Σ p log p (nats) of softmax(logits) per row, in fp32: (B, K) -> (B,)."""
-    log_p = F.log_softmax(logits.float(), dim=1)  # (B, K)
+    """Entropy -Σ p log p (nats) of softmax(logits) over dim 1, in fp32: (B, K) -> (B,) per image, or
+    (B, K, H, W) -> (B, H, W) per pixel."""
+    log_p = F.log_softmax(logits.float(), dim=1)  # (B, K[, H, W])
     return -(log_p.exp() * log_p).sum(dim=1)
 
 
 def align_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
-    """Eq. 4, label-space alignment: mean entropy of p_T, so the teacher is confident on x."""
+    """Eq. 4, label-space alignment: mean entropy of p_T (per image, or per pixel for dense logits),
+    so the teacher is confident on x."""
+    _check_logits(teacher_logits)
     return entropy(teacher_logits).mean()
 
 
-def balance_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
+def balance_loss(teacher_logits: torch.Tensor, batch_mean=None) -> torch.Tensor:
     """Class balance (appendix): Σ_y p̄_y log p̄_y, the negative entropy of the batch class marginal.
 
-    Minimal (= -log K) when every in-domain class is generated equally often.
+    Minimal (= -log K) when every in-domain class is generated equally often. Dense logits
+    (B, K, H, W): p̄ is the class marginal of all B·H·W pixels of the batch. ``batch_mean``: how p̄ is
+    taken over the rows (images, or pixels), (N, K) -> (K,); default the mean over dim 0 (a
+    multi-process run passes the global batch's mean).
     """
-    p_mean = F.softmax(teacher_logits.float(), dim=1).mean(dim=0)  # (K,)
+    _check_logits(teacher_logits)
+    p = F.softmax(teacher_logits.float(), dim=1)  # (B, K[, H, W])
+    if p.dim() == 4:
+        p = p.permute(0, 2, 3, 1).reshape(-1, p.shape[1])  # (B, K, H, W) -> (B·H·W, K): a row per pixel
+    p_mean = p.mean(dim=0) if batch_mean is None else batch_mean(p)  # (K,)
     return (p_mean * torch.log(p_mean.clamp_min(1e-12))).sum()
 
 
@@ -70,9 +97,15 @@ def adversarial_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor,
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Supervised loss of the `scratch` baseline (and of teacher training)."""
-    return F.cross_entropy(logits.float(), labels)
+    """Supervised loss of the `scratch` baseline (and of teacher training): mean cross-entropy.
+
+    logits (B, K) with labels (B,), or dense logits (B, K, H, W) with label maps (B, H, W) whose
+    pixels equal to ``IGNORE_INDEX`` (void) count for nothing.
+    """
+    if logits.dim() == 2:
+        return F.cross_entropy(logits.float(), labels)
+    return F.cross_entropy(logits.float(), labels.long(), ignore_index=IGNORE_INDEX)
 
 
-__all__ = ["kd_loss", "discriminator_loss", "local_loss", "entropy", "align_loss", "balance_loss",
+__all__ = ["IGNORE_INDEX", "kd_loss", "discriminator_loss", "local_loss", "entropy", "align_loss", "balance_loss",
            "adversarial_loss", "cross_entropy"]

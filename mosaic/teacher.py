@@ -1,8 +1,9 @@
 """Teachers: train with validation-based selection, cache on disk, and freeze once where built.
 
 A cached teacher lives at ``{cache_dir}/{dataset}_{arch}_e{epochs}_s{seed}.pt`` with its state
-dict, its training parameters and its val/test accuracy. The test split is measured for reporting
-only; the kept epoch is chosen on the validation split.
+dict, its training parameters and its val/test accuracy (a segmentation teacher: val/test mIoU, keys
+``val_miou``/``test_miou``). The test split is measured for reporting only; the kept epoch is chosen on
+the validation split.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from tqdm.auto import tqdm
 
 from mosaic import checkpoint, losses
 from mosaic.data import Batcher, get_dataset
-from mosaic.evaluate import accuracy
-from mosaic.models import Classifier, get_classifier
+from mosaic.evaluate import score
+from mosaic.models import Classifier, get_model
 from mosaic.nnutil import cosine_schedule, num_threads
 
 # SGD iterations of a teacher whose ``epochs`` is 0 (auto), whatever its dataset's size; small datasets get many
@@ -72,13 +73,17 @@ def cache_path(cfg: TeacherConfig, cache_dir: str | Path) -> Path:
     return Path(cache_dir) / f"{cfg.dataset}_{cfg.arch}_e{cfg.epochs}_s{cfg.seed}{threads}.pt"
 
 
+def _metric(info: dict) -> str:
+    return "mIoU" if "val_miou" in info else "accuracy"
+
+
 def warn_if_weak(info: dict) -> None:
     """``WeakTeacherWarning`` when the teacher trained for fewer iterations than the auto budget."""
     iterations = info.get("iterations")
     if iterations is not None and iterations < AUTO_ITERATIONS:
         c = info["config"]
         warnings.warn(f"the {c['arch']} teacher on {c['dataset']} trained for {iterations} SGD iterations "
-                      f"({c['epochs']} epochs; val accuracy {info['val_acc']:.2f}%, per epoch {info.get('val_curve')}), "
+                      f"({c['epochs']} epochs; val {_metric(info)} {info.get('val_acc', info.get('val_miou')):.2f}%, per epoch {info.get('val_curve')}), "
                       f"fewer than the auto budget of {AUTO_ITERATIONS} (benchmarks/teacher_budget_cpu.md): a weak teacher "
                       "caps every student. "
                       "Set teacher_epochs=0 (auto) or more epochs", WeakTeacherWarning, stacklevel=3)
@@ -96,7 +101,8 @@ def _train_teacher(cfg: TeacherConfig, device: str | torch.device, progress: boo
     checkpoint.seed_everything(cfg.seed)
     train = get_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download)
     val = get_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download)
-    model = get_classifier(cfg.arch, train.spec).to(device)
+    model = get_model(cfg.arch, train.spec).to(device)
+    metric = "miou" if train.spec.task == "segmentation" else "acc"  # what the kept epoch is chosen on (percent)
     batch_size = min(cfg.batch_size, len(train))
     iters_per_epoch = max(1, len(train) // batch_size)
     total = cfg.epochs * iters_per_epoch
@@ -117,7 +123,7 @@ def _train_teacher(cfg: TeacherConfig, device: str | torch.device, progress: boo
             bar.update(1)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"teacher training diverged at epoch {epoch} (loss={loss.item()}); lower lr")
-        val_acc = accuracy(model, val, device=device)
+        val_acc = score(model, val, device=device)  # accuracy, or mIoU for a segmentation teacher
         curve.append(round(val_acc, 2))
         bar.set_postfix(val_acc=f"{val_acc:.2f}")
         if val_acc > best_acc:
@@ -126,8 +132,8 @@ def _train_teacher(cfg: TeacherConfig, device: str | torch.device, progress: boo
     bar.close()
     model.load_state_dict(best_state)
     test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
-    info = {"config": asdict(cfg), "val_acc": best_acc, "best_epoch": best_epoch,
-            "test_acc": accuracy(model, test, device=device), "val_curve": curve, "iterations": total}
+    info = {"config": asdict(cfg), f"val_{metric}": best_acc, "best_epoch": best_epoch,
+            f"test_{metric}": score(model, test, device=device), "val_curve": curve, "iterations": total}
     return model, info
 
 
@@ -174,7 +180,7 @@ def load_teacher(path: str | Path, device: str | torch.device = "cpu", data_root
     ckpt = read_teacher_file(path)
     cfg = TeacherConfig(**ckpt["info"]["config"])
     spec = ckpt.get("spec") or get_dataset(cfg.dataset, "test", root=data_root or cfg.data_root).spec
-    model = get_classifier(cfg.arch, spec)
+    model = get_model(cfg.arch, spec)
     model.load_state_dict(ckpt["state_dict"])
     return _with_info(model.to(device), {**ckpt["info"], "path": str(path)})
 
@@ -191,7 +197,7 @@ def get_teacher(cfg: TeacherConfig, cache_dir: str | Path = "checkpoints/teacher
         return _with_info(model, {**info, "cached": True})
     model, info = train_teacher(cfg, device, progress)
     warn_if_weak(info)
-    checkpoint.save_atomic({"task": "classification", "state_dict": model.state_dict(), "spec": model.spec,
+    checkpoint.save_atomic({"task": model.spec.task, "state_dict": model.state_dict(), "spec": model.spec,
                             "info": info}, path)
     return _with_info(model, {**info, "path": str(path), "cached": False})
 

@@ -37,7 +37,7 @@ from mosaic.build import (build_ood, build_players, build_schedulers, build_stre
 from mosaic.config import RunConfig, resolve_device
 from mosaic.data import ImageData, get_dataset
 from mosaic.evaluate import accuracy, evaluate
-from mosaic.models import get_classifier
+from mosaic.models import get_model
 from mosaic.nnutil import num_threads
 from mosaic.teacher import cache_path, load_teacher
 
@@ -278,7 +278,7 @@ def _final_metrics(cfg: RunConfig, state: LoopState, players: game.Players, test
     metrics = {"method": cfg.method, "dataset": cfg.dataset, "ood": cfg.ood, "steps": cfg.steps,
                **evaluate(players.student, teacher, test, device=device)}
     if state.best["student"] is not None:
-        selected = get_classifier(cfg.student, teacher.spec).to(device)
+        selected = get_model(cfg.student, teacher.spec).to(device)
         selected.load_state_dict(state.best["student"])
         metrics["student_acc_valsel"] = accuracy(selected, test, device=device)
         metrics["valsel_step"] = state.best["step"]
@@ -384,7 +384,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metrics = train(RunConfig.from_dict(params)).metrics
     except USER_ERRORS as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
-    print(json.dumps({k: metrics[k] for k in ("method", "student_acc", "teacher_acc", "agreement", "wall_s")}))
+    print(json.dumps({k: metrics[k] for k in ("method", "student_acc", "student_miou", "teacher_acc", "teacher_miou",
+                                              "agreement", "wall_s") if k in metrics}))
     return metrics
 
 

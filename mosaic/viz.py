@@ -5,6 +5,7 @@
   ``readout_table``, ``plot_readouts``;
 - mosaics: ``pick_by_class``, ``class_rows``, ``plot_attribution``, ``plot_class_balance``,
   ``embed_2d``, ``plot_embedding``;
+- segmentation: ``mask_colors`` (label maps as RGB), ``plot_segmentation`` (images over their label maps);
 - exploration: ``explore`` and ``browse`` draw one static figure each; ``interact_or_static`` wraps
   them in ipywidgets sliders when a live Jupyter frontend is attached (``widgets_live``), and draws the
   static figure otherwise (papermill, nbval, plain Python), so stored outputs stay stable.
@@ -50,6 +51,31 @@ def save_samples(generator: torch.nn.Module, path: str | Path, z_dim: int, devic
 
     grid = torch.from_numpy(image_grid(sample(generator, n, z_dim, device), nrow=nrow))  # (H, W, 3)
     save_image(grid.permute(2, 0, 1), Path(path))
+
+
+def mask_colors(masks: torch.Tensor, void: int = 255) -> torch.Tensor:
+    """Label maps (B, H, W) → RGB images (B, 3, H, W) in [0, 1] for ``image_grid``: class 0 black (the
+    background of the scene sets), classes 1.. from matplotlib's tab20 (cycled past 20), void white."""
+    from matplotlib import colormaps
+
+    palette = torch.tensor([(0.0, 0.0, 0.0)] + [colormaps["tab20"](i % 20)[:3] for i in range(255)])  # (256, 3)
+    palette[void] = 1.0
+    return palette[masks.long().cpu()].permute(0, 3, 1, 2)  # (B, H, W) -> (B, H, W, 3) -> (B, 3, H, W)
+
+
+def plot_segmentation(images: torch.Tensor, maps: Mapping[str, torch.Tensor], nrow: int = 8):
+    """One row of images (B, C, H, W) in [0, 1], then one row per label map set (B, H, W) of ``maps``
+    (e.g. {"truth": masks, "teacher": argmax, "student": argmax}), titled by its key; returns the figure."""
+    import matplotlib.pyplot as plt
+
+    rows = {"images": images, **{k: mask_colors(v) for k, v in maps.items()}}
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.2 * min(nrow, len(images)), 1.4 * len(rows)), squeeze=False)
+    for ax, (title, x) in zip(axes[:, 0], rows.items()):
+        ax.imshow(image_grid(x[:nrow], nrow))
+        ax.set_title(title, fontsize=8, loc="left")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
 
 
 def plot_history(history: Sequence[dict], keys: Sequence[str] = ("loss_s", "loss_g", "loss_d"), ax=None):

@@ -44,14 +44,19 @@ def adapt_images(x: torch.Tensor, spec: ImageSpec) -> torch.Tensor:
 def adapt(data: ImageData, spec: ImageSpec, chunk: int = 1024) -> ImageData:
     """ImageData in the target spec: channels/size/mean/std of ``spec``, labels and classes kept.
 
-    The result's ``spec.num_classes`` stays that of ``data`` (its labels are its own classes).
+    The result's ``spec.num_classes`` and ``task`` stay those of ``data`` (its labels are its own
+    classes); segmentation masks are resized with the images, by nearest neighbour.
     """
-    target = ImageSpec(spec.channels, spec.size, spec.mean, spec.std, data.spec.num_classes)
+    target = ImageSpec(spec.channels, spec.size, spec.mean, spec.std, data.spec.num_classes, data.spec.task)
     if data.spec.channels == spec.channels and data.spec.size == spec.size:
         return replace(data, spec=target)  # pixels unchanged
+    labels = data.labels
+    if labels is not None and labels.dim() == 3:
+        labels = F.interpolate(labels[:, None].float(), size=(spec.size, spec.size), mode="nearest")
+        labels = labels[:, 0].to(torch.uint8)  # (N, 1, S, S) -> (N, S, S)
     out = []
     for start in range(0, len(data), chunk):
         x = data.images[start:start + chunk].float().div(255)  # (b, C, H, W) in [0, 1]
         out.append(adapt_images(x, spec).mul(255).round().to(torch.uint8))  # (b, C', S, S)
     images = torch.cat(out) if out else data.images.new_zeros(0, spec.channels, spec.size, spec.size)
-    return replace(data, images=images, spec=target)
+    return replace(data, images=images, labels=labels, spec=target)

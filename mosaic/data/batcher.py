@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from mosaic.data.imagedata import ImageData
+from mosaic.losses import IGNORE_INDEX
 
-Batch = tuple[torch.Tensor, torch.Tensor | None]  # x float (B, C, H, W) in [0, 1], y long (B,) or None
+Batch = tuple[torch.Tensor, torch.Tensor | None]  # x float (B, C, H, W) in [0, 1], y long (B,) or (B, H, W), or None
 
 
 class Batcher:
@@ -23,7 +24,7 @@ class Batcher:
 
     Each epoch is a fresh permutation; the last partial batch of an epoch is dropped. With
     ``augment=True``: random crop with zero padding ``max(1, size // 8)`` and, when ``data.hflip``,
-    a random horizontal flip.
+    a random horizontal flip; segmentation masks get the same crop and flip (padding: void, 255).
     """
 
     def __init__(self, data: ImageData, batch_size: int, seed: int, augment: bool = False,
@@ -55,13 +56,15 @@ class Batcher:
         self.position += self.batch_size
         index = index.to(self.device)
         x = self.images[index]  # uint8 (B, C, H, W)
+        y = None if self.labels is None else self.labels[index]  # (B,) or uint8 masks (B, H, W)
         if self.augment:
-            x = self._crop_and_flip(x)
-        y = None if self.labels is None else self.labels[index]
-        return x.float().div_(255), y
+            x, y = self._crop_and_flip(x, y)
+        return x.float().div_(255), _long(y)
 
-    def _crop_and_flip(self, x: torch.Tensor) -> torch.Tensor:
-        """Random crop of the zero-padded batch (and flips), as one gather: (B, C, H, W) -> same."""
+    def _crop_and_flip(self, x: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Random crop of the zero-padded batch (and flips), as one gather: (B, C, H, W) -> same.
+
+        Segmentation masks y (B, H, W) get the same crop and flip, padded with the void label."""
         b, c, h, w = x.shape
         p = self.pad
         dy = torch.randint(0, 2 * p + 1, (b, 1), generator=self.generator)
@@ -75,7 +78,11 @@ class Batcher:
         rows, cols = rows.to(x.device), cols.to(x.device)
         bi = torch.arange(b, device=x.device).view(b, 1, 1, 1)
         ci = torch.arange(c, device=x.device).view(1, c, 1, 1)
-        return padded[bi, ci, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]  # (B, C, H, W)
+        x = padded[bi, ci, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]  # (B, C, H, W)
+        if y is not None and y.dim() == 3:  # masks follow the pixels; the padding is void
+            padded_y = F.pad(y, (p, p, p, p), value=IGNORE_INDEX)  # (B, H + 2p, W + 2p)
+            y = padded_y[bi.view(b, 1, 1), rows.view(b, h, 1), cols.view(b, 1, w)]  # (B, H, W)
+        return x, y
 
     def state_dict(self) -> dict:
         """Everything needed to continue with exactly the same batches."""
@@ -104,4 +111,9 @@ def iterate(data: ImageData, batch_size: int, device: str | torch.device = "cpu"
     for start in range(0, len(data), batch_size):
         x = data.images[start:start + batch_size].to(device).float().div_(255)  # (B, C, H, W)
         y = None if data.labels is None else data.labels[start:start + batch_size].to(device)
-        yield x, y
+        yield x, _long(y)
+
+
+def _long(y: torch.Tensor | None) -> torch.Tensor | None:
+    """Labels as the losses take them: long (B,) or, for uint8 segmentation masks, long (B, H, W)."""
+    return None if y is None else y.long()

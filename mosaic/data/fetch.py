@@ -1,7 +1,8 @@
 """``python -m mosaic.data.fetch NAME [--root data]``: get a dataset onto a fresh machine.
 
-Does nothing when the data is already readable (says where). Otherwise tries, printing one line per
-attempt: a torchvision download into ``root``; for fmnist on Debian/Ubuntu as root,
+Does nothing when the data is already readable (says where). cityscapes and nyuv2 cannot be
+downloaded: it says how to lay out their files; fmnist_scenes fetches fmnist. Otherwise tries, printing
+one line per attempt: a torchvision download into ``root``; for fmnist on Debian/Ubuntu as root,
 ``apt-get install -y dataset-fashion-mnist`` (after ``apt-get update`` if the first install fails).
 When all fail it prints what to do by hand and exits with status 1 (2 for an unknown name).
 """
@@ -81,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
     if where is not None:
         print(f"{name}: already readable at {where}; nothing to do")
         return 0
+    if name in registry.NO_DOWNLOAD:  # cityscapes, nyuv2: nothing torchvision can download
+        print(not_found_message(name, root, download=False), file=sys.stderr)
+        return 1
+    if name == "fmnist_scenes":  # composed from Fashion-MNIST: fetch that
+        print(f"{name}: composed from fmnist items; fetching fmnist")
+        return main(["fmnist", "--root", root])
     if name in ("mnist5k", "digits"):  # ship with pip packages: nothing to download
         try:
             load_source(name, root)

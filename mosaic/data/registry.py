@@ -13,6 +13,18 @@ val carve-out) in [0, 1] units.
 
 Fashion-MNIST: torchvision's ``FashionMNIST`` under ``root`` when present (or with download=True);
 otherwise the Debian package ``dataset-fashion-mnist`` (IDX .gz files in ``FMNIST_DEBIAN_DIR``).
+
+Segmentation (``spec.task == "segmentation"``, uint8 masks, see ``scenes.py`` for the composition rule):
+- ``fmnist_scenes``: 64x64 scenes of 2-4 Fashion-MNIST items, 11 classes (0 background, c + 1 for
+  Fashion-MNIST class c). Each split is composed from the *same* split of fmnist (train scenes from
+  fmnist/train, val from fmnist/val, test from fmnist/test), so no item is shared between splits;
+  ``SCENE_COUNTS`` scenes per split, seeded per split (``SCENE_SEEDS``): identical on every machine.
+- ``voc``, ``cityscapes``, ``nyuv2``: files on disk, 128x128 (see ``dense.py``: where the files go,
+  how images and label maps are resized, the void label); splits as above (source test = VOC /
+  Cityscapes ``val``, NYUv2 ``test``); ImageNet mean/std, not measured here.
+- ``scenes:NAME`` (OOD): unlabeled scenes composed the same way from the items of split ``split``
+  of any named dataset (``scenes:mnist5k``) or from 28x28 photo crops of ``scenes:folder:PATH``
+  (train only). Options: ``n`` (scenes, default ``SCENE_COUNTS[split]``), ``size`` (canvas side, 64).
 """
 from __future__ import annotations
 
@@ -24,9 +36,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mosaic.data.folder import load_folder
+from mosaic.data.dense import (DENSE_SIZE, NYUV2_CLASSES, VOC_CLASSES, cityscapes_classes, cityscapes_pairs,
+                                cityscapes_relabel, nyuv2_pairs, nyuv2_relabel, stack_pairs, voc_pairs)
+from mosaic.data.folder import IMAGENET_MEAN, IMAGENET_STD, load_folder
 from mosaic.data.idx import read_idx
 from mosaic.data.imagedata import DatasetNotFoundError, ImageData
+from mosaic.data.scenes import SCENE_SIZE, compose_scenes
 from mosaic.spec import ImageSpec
 
 SPLITS = ("train", "val", "test")
@@ -48,6 +63,7 @@ class _Entry:
     hflip: bool  # horizontal flips are a valid augmentation
     files: str  # what the loader looks for under root (for error messages)
     load: Callable[[Path, bool, bool], Source]  # (root, train, download) -> Source
+    splits: Callable[[Path, str, bool], ImageData] | None = None  # (root, split, download): makes its own splits
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -157,6 +173,91 @@ def _digits(root: Path, train: bool, download: bool) -> Source:
     return images[index], labels[index], DIGIT_NAMES, "sklearn.datasets.load_digits()"
 
 
+@functools.lru_cache(maxsize=4)  # train and val both read the source train split: read it once
+def _dense_files(name: str, root: str, train: bool, download: bool) -> Source:
+    """voc, cityscapes or nyuv2 from their files (dense.py), resized to DENSE_SIZE."""
+    base = Path(root)
+    if name == "voc":
+        pairs = _from_torchvision(name, base, download, lambda: voc_pairs(base, train, download))
+        images, masks = stack_pairs(pairs, DENSE_SIZE)
+        return images, masks, VOC_CLASSES, str(base / "VOCdevkit" / "VOC2012")
+    if name == "cityscapes":
+        pairs = _from_torchvision(name, base, False, lambda: cityscapes_pairs(base, train))
+        images, masks = stack_pairs(pairs, DENSE_SIZE, cityscapes_relabel())
+        return images, masks, cityscapes_classes(), str(base / "cityscapes")
+    pairs = _from_torchvision(name, base, False, lambda: nyuv2_pairs(base, train))
+    images, masks = stack_pairs(pairs, DENSE_SIZE, nyuv2_relabel)
+    return images, masks, NYUV2_CLASSES, str(base / "NYUv2")
+
+
+def _dense(name: str, root: Path, train: bool, download: bool) -> Source:
+    return _dense_files(name, str(root), train, download)
+
+
+# how to get the datasets that torchvision cannot download
+NO_DOWNLOAD = {
+    "cityscapes": "register at https://www.cityscapes-dataset.com, download leftImg8bit_trainvaltest.zip and "
+                  "gtFine_trainvaltest.zip and extract both into {root}/cityscapes",
+    "nyuv2": "no download exists for the 13-class layout: put the RGB images and 13-class label maps (0 = "
+             "unlabeled, 1..13) as PNGs with matching names into {root}/NYUv2/image/{{train,test}}/ and "
+             "{root}/NYUv2/seg13/{{train,test}}/ (see mosaic/data/dense.py and data/README.md)",
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# scenes: items of a named split on a canvas (scenes.py)
+
+SCENE_COUNTS = {"train": 10_000, "val": 1_000, "test": 2_000}  # scenes per split
+SCENE_SEEDS = {"train": 0, "val": 1, "test": 2}  # one layout seed per split
+SCENE_ITEM_SIZE = 28  # side of the photo crops that are the items of scenes:folder:PATH
+
+
+def _fmnist_scenes(root: Path, split: str, download: bool) -> ImageData:
+    try:
+        items = get_dataset("fmnist", split, root=root, download=download)
+    except DatasetNotFoundError as err:
+        raise DatasetNotFoundError(f"fmnist_scenes is composed from Fashion-MNIST items, which are missing: "
+                                   f"{err}") from err
+    images, masks, _ = compose_scenes(items.images, items.labels, SCENE_COUNTS[split], seed=SCENE_SEEDS[split])
+    entry = _REGISTRY["fmnist_scenes"]
+    return ImageData("fmnist_scenes", split, images, masks, entry.spec, ("background", *FMNIST_CLASSES), entry.hflip)
+
+
+def _fmnist_scenes_source(root: Path, train: bool, download: bool) -> Source:
+    """The train (or test) scenes, for ``load_source`` (``python -m mosaic.data.fetch``)."""
+    data = _fmnist_scenes(root, "train" if train else "test", download)
+    return data.images, data.labels, data.classes, f"scenes of {load_source('fmnist', root, train)[3]}"
+
+
+def _scene_items(source: str, split: str, root: Path, download: bool) -> ImageData:
+    """The items of ``scenes:SOURCE``: a named dataset's split, or photo crops of folder:PATH."""
+    if source.startswith("folder:"):
+        return load_folder(source[len("folder:"):], split, image_size=SCENE_ITEM_SIZE)
+    if source not in _REGISTRY or _REGISTRY[source].spec.task != "classification":
+        raise ValueError(f"scenes:{source}: the items come from a classification dataset or folder:PATH; "
+                         f"valid: {', '.join(n for n, e in _REGISTRY.items() if e.spec.task == 'classification')}, "
+                         "folder:PATH")
+    return get_dataset(source, split, root=root, download=download)
+
+
+def _scenes_spec(source: str) -> ImageSpec:
+    """scenes:SOURCE images: the item source's channels and statistics on a SCENE_SIZE canvas, unlabeled."""
+    if source.startswith("folder:"):
+        return ImageSpec(3, SCENE_SIZE, IMAGENET_MEAN, IMAGENET_STD, 0)
+    spec = dataset_spec(source)
+    return ImageSpec(spec.channels, SCENE_SIZE, spec.mean, spec.std, 0)
+
+
+def _ood_scenes(name: str, split: str, root: Path, download: bool, n: int | None = None,
+                size: int = SCENE_SIZE) -> ImageData:
+    """Unlabeled ``scenes:SOURCE`` (see the module docstring)."""
+    items = _scene_items(name[len("scenes:"):], split, root, download)
+    images, _, _ = compose_scenes(items.images, None, SCENE_COUNTS[split] if n is None else n, size,
+                                  seed=SCENE_SEEDS[split])
+    spec = ImageSpec(items.spec.channels, size, items.spec.mean, items.spec.std, 0)
+    return ImageData(name, split, images, None, spec, (), items.hflip)
+
+
 # ---------------------------------------------------------------------------------------------------
 # the registry
 
@@ -184,9 +285,23 @@ _REGISTRY: dict[str, _Entry] = {
                       _mnist5k),
     "digits": _Entry(ImageSpec(1, 8, (0.3049,), (0.3756,), 10), False, "nothing (ships with scikit-learn)",
                      _digits),
+    # fmnist_scenes: measured on its 10,000 train scenes (population std); 11 classes, background first
+    "fmnist_scenes": _Entry(ImageSpec(1, SCENE_SIZE, (0.1347,), (0.2810,), 11, "segmentation"), False,
+                            "FashionMNIST/raw/ (the scenes are composed from Fashion-MNIST items)",
+                            _fmnist_scenes_source, _fmnist_scenes),
+    # voc, cityscapes, nyuv2: the ImageNet statistics (not measured here: no copy on the build machine)
+    "voc": _Entry(ImageSpec(3, DENSE_SIZE, IMAGENET_MEAN, IMAGENET_STD, 21, "segmentation"), True,
+                  "VOCdevkit/VOC2012/ (JPEGImages/, SegmentationClass/, ImageSets/Segmentation/; extracted "
+                  "VOCtrainval_11-May-2012.tar)", functools.partial(_dense, "voc")),
+    "cityscapes": _Entry(ImageSpec(3, DENSE_SIZE, IMAGENET_MEAN, IMAGENET_STD, 19, "segmentation"), True,
+                         "cityscapes/leftImg8bit/{train,val}/ and cityscapes/gtFine/{train,val}/",
+                         functools.partial(_dense, "cityscapes")),
+    "nyuv2": _Entry(ImageSpec(3, DENSE_SIZE, IMAGENET_MEAN, IMAGENET_STD, 13, "segmentation"), True,
+                    "NYUv2/image/{train,test}/*.png and NYUv2/seg13/{train,test}/*.png",
+                    functools.partial(_dense, "nyuv2")),
 }
 
-DATASETS = (*_REGISTRY, "folder:PATH")
+DATASETS = (*_REGISTRY, "scenes:NAME", "folder:PATH")
 
 
 def not_found_message(name: str, root: str | Path, download: bool, err: Exception | None = None) -> str:
@@ -198,6 +313,9 @@ def not_found_message(name: str, root: str | Path, download: bool, err: Exceptio
     msg = (f"{head}; looked for {root}/{entry.files}. To get them: get_dataset({name!r}, split, "
            f"root={str(root)!r}, download=True) or `python -m mosaic.data.fetch {name} --root {root}` "
            f"on a machine with internet, or copy {entry.files} into {root} by hand (see data/README.md).")
+    if name in NO_DOWNLOAD:  # nothing to download: say what was wrong and how to lay the files out
+        head = f"{name}: no readable files under {root}" + (f" ({err})" if err else "")
+        msg = f"{head}; looked for {root}/{entry.files}. To get them: {NO_DOWNLOAD[name].format(root=root)}."
     if name == "fmnist":
         msg += (f" Offline on Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` puts the IDX "
                 f".gz files in {FMNIST_DEBIAN_DIR}, which is read when {root} has none.")
@@ -206,6 +324,8 @@ def not_found_message(name: str, root: str | Path, download: bool, err: Exceptio
 
 def dataset_spec(name: str) -> ImageSpec:
     """The ImageSpec of a named dataset without loading it (``folder:PATH`` sources have no fixed spec)."""
+    if name.startswith("scenes:"):
+        return _scenes_spec(name[len("scenes:"):])
     if name not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     return _REGISTRY[name].spec
@@ -222,18 +342,22 @@ def get_dataset(name: str, split: str, root: str | Path = "data", download: bool
                 **kwargs) -> ImageData:
     """Load split ``train``, ``val`` or ``test`` of a named dataset (or ``folder:PATH``) as ImageData.
 
-    ``kwargs`` go to ``folder:PATH`` sources (image_size, crops_per_image, max_images); named datasets
-    take none. Missing files raise ``DatasetNotFoundError`` saying where we looked and how to get them.
+    ``kwargs`` go to ``folder:PATH`` sources (image_size, crops_per_image, max_images) and to
+    ``scenes:NAME`` (n, size); named datasets take none. Missing files raise ``DatasetNotFoundError`` saying where we looked and how to get them.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     if name.startswith("folder:"):
         return load_folder(name[len("folder:"):], split, **kwargs)
+    if name.startswith("scenes:"):
+        return _ood_scenes(name, split, Path(root), download, **kwargs)
     if name not in _REGISTRY:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     if kwargs:
         raise TypeError(f"{name} takes no options, got {', '.join(sorted(kwargs))}")
     entry = _REGISTRY[name]
+    if entry.splits is not None:  # composed per split (fmnist_scenes)
+        return entry.splits(Path(root), split, download)
     images, labels, classes, _ = load_source(name, root, train=split != "test", download=download)
     data = ImageData(name, split, images, labels, entry.spec, classes, entry.hflip)
     if split == "test":

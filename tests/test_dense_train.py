@@ -1,0 +1,82 @@
+"""The training loop on the dense task, end to end: fmnist_scenes (shrunk to 256 / 64 / 64 scenes) with
+scenes:mnist5k as OOD and the small segmenter pair; metrics.json, resume after SIGKILL."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mosaic.config import RunConfig
+from mosaic.data import DatasetNotFoundError, get_dataset, registry
+from mosaic.train import train
+
+pytestmark = pytest.mark.slow
+
+SMALL = {"train": 256, "val": 64, "test": 64}  # scenes per split in these tests
+
+
+@pytest.fixture(autouse=True)
+def small_scenes(monkeypatch):
+    for split, n in SMALL.items():
+        monkeypatch.setitem(registry.SCENE_COUNTS, split, n)
+    try:
+        get_dataset("fmnist_scenes", "test")
+    except DatasetNotFoundError:
+        pytest.skip("needs Fashion-MNIST (data/FashionMNIST or apt-get install dataset-fashion-mnist)")
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("teachers"))
+
+
+def tiny(tmp_path, teacher_dir, **kw) -> RunConfig:
+    base = dict(dataset="fmnist_scenes", ood="scenes:mnist5k", teacher="segnet_small_half", student="segnet_small_half",
+                teacher_epochs=2, teacher_dir=teacher_dir, steps=4, kd_steps=1, batch_size=8, z_dim=16, ngf=8, ndf=8,
+                eval_every=2, ckpt_every=2, out_dir=str(tmp_path / "run"), device="cpu")
+    base.update(kw)
+    return RunConfig(**base)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # a 4-iteration teacher is weak, and says so
+@pytest.mark.parametrize("method", ["mosaickd", "kd_ood"])
+def test_a_dense_run_writes_segmentation_metrics(tmp_path, teacher_dir, method):
+    res = train(tiny(tmp_path, teacher_dir, method=method), progress=False)
+    m = json.loads((res.out_dir / "metrics.json").read_text())
+    for key in ("student_miou", "teacher_miou", "pixel_acc", "agreement", "per_class_iou", "student_acc_valsel"):
+        assert key in m, key
+    assert 0 <= m["student_miou"] <= 100 and 0 <= m["agreement"] <= 100 and len(m["per_class_iou"]) == 11
+    assert m["teacher_info"]["val_miou"] >= 0 and m["method"] == method
+    assert (res.out_dir / "samples.png").exists() == (method == "mosaickd")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_dense_resume_after_sigkill_equals_uninterrupted_run(tmp_path, teacher_dir):
+    steps = 24
+    ref = train(tiny(tmp_path / "ref", teacher_dir, steps=steps, ckpt_every=3, eval_every=6), progress=False)
+    cfg = tiny(tmp_path / "killed", teacher_dir, steps=steps, ckpt_every=3, eval_every=6)
+    args = []
+    for k, v in cfg.to_dict().items():
+        args += [f"--{k}", *map(str, v)] if isinstance(v, list) else [f"--{k}", str(v)]
+    script = ("import sys; from mosaic.data import registry; "
+              f"registry.SCENE_COUNTS.update({SMALL!r}); "
+              "from mosaic.train import main; main(sys.argv[1:])")
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = tmp_path / "killed" / "run" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.2)  # somewhere in the middle: between, or while writing, checkpoints
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists(), proc.stderr.read().decode()[-2000:]
+    killed_at = torch.load(ckpt, weights_only=False)["step"]
+    assert killed_at < steps, "the run finished before it was killed; make it longer"
+    res = train(cfg, progress=False)
+    assert res.history == ref.history
+    for k in ("student_miou", "teacher_miou", "pixel_acc", "agreement", "per_class_iou", "student_acc_valsel",
+              "valsel_step"):
+        assert res.metrics[k] == ref.metrics[k], k
