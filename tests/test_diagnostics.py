@@ -4,7 +4,6 @@ import warnings
 
 import pytest
 import torch
-import torch.nn as nn
 
 from mosaic import game, teacher as T
 from mosaic.config import RunConfig

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 import torch.nn as nn
 
 from mosaic.bench.pairs import PAIRS, pair_config
@@ -37,6 +36,7 @@ from mosaic.config import RunConfig, resolve_device
 from mosaic.data import get_dataset
 from mosaic.evaluate import accuracy
 from mosaic.build import build_teacher
+from mosaic.nnutil import num_threads
 
 
 def train_and_evaluate(path: str, cfg: RunConfig, steps: int, seed: int = 0, ref_workers: int = 0,
@@ -52,21 +52,22 @@ def train_and_evaluate(path: str, cfg: RunConfig, steps: int, seed: int = 0, ref
     device = resolve_device(cfg.device)
     cfg = cfg.replace(steps=steps, seed=seed, device=device)
     variant = Variant.of(cfg) if path == "library" else parse_variant(path)
-    if teacher is None:
-        teacher, _ = build_teacher(cfg, device, progress=False)
-    seed_everything(seed)
-    step, players, source = build_step(variant, cfg, teacher, None, device, ref_workers)
-    t = time.perf_counter()
-    for _ in range(steps):
-        out = step()
-    synchronize(device)
-    wall_s = time.perf_counter() - t
-    if hasattr(source, "shutdown"):  # the ReferenceLoop's DataLoader workers
-        source.shutdown()
-    test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
-    return {"path": path, "variant": variant.name, "seed": seed, "steps": steps,
-            "student_acc": accuracy(players.student, test, device=device), "wall_s": wall_s,
-            "steps_per_s": steps / wall_s, **out}
+    with num_threads(cfg.threads):  # as train() runs (the thread count changes the numbers)
+        if teacher is None:
+            teacher, _ = build_teacher(cfg, device, progress=False)
+        seed_everything(seed)
+        step, players, source = build_step(variant, cfg, teacher, None, device, ref_workers)
+        t = time.perf_counter()
+        for _ in range(steps):
+            out = step()
+        synchronize(device)
+        wall_s = time.perf_counter() - t
+        if hasattr(source, "shutdown"):  # the ReferenceLoop's DataLoader workers
+            source.shutdown()
+        test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
+        acc = accuracy(players.student, test, device=device)
+    return {"path": path, "variant": variant.name, "seed": seed, "steps": steps, "student_acc": acc,
+            "wall_s": wall_s, "steps_per_s": steps / wall_s, **out}
 
 
 def run(pair: str, paths: list[str], seeds: list[int], steps: int, done: Sequence[dict] = (),
@@ -138,15 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast", nargs="+", default=["library+bf16+cl"], help="library variant(s) compared with the reference")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0, help="RunConfig.threads of every run (0: its default, 1)")
     p.add_argument("--quick", action="store_true", help="4 steps, one seed, small batch (smoke test)")
     p.add_argument("--out", default="benchmarks")
     a = p.parse_args(argv)
     if a.pair not in PAIRS:
         p.error(f"--pair {a.pair!r}: choose one of {', '.join(PAIRS)}")
-    if a.threads:
-        torch.set_num_threads(a.threads)
     overrides = dict(teacher_epochs=1, batch_size=32, kd_steps=2) if a.quick else {}
+    if a.threads:
+        overrides["threads"] = a.threads
     steps, seeds = (4, a.seeds[:1]) if a.quick else (a.steps, a.seeds)
     import pandas as pd
 

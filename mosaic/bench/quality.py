@@ -68,13 +68,6 @@ def run_one(cfg: RunConfig, progress: bool = False) -> dict:
     return train(cfg, progress=progress).metrics
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
-
-
 OOD_FREE = ("scratch", "kd_indomain", "datafree")  # methods that never look at the OOD images
 
 
@@ -91,8 +84,8 @@ def twin_key(cfg: RunConfig) -> str | None:
 def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int = 1, threads: int = 0, **overrides):
     """Every (pair, method, seed) cell; returns the per-run rows as a DataFrame.
 
-    ``jobs`` > 1 trains that many cells at once in worker processes (``threads`` torch threads each;
-    on a 2-core CPU, 2 jobs x 1 thread beat 1 job x 2 threads). Teachers are trained first, once.
+    ``jobs`` > 1 trains that many cells at once in worker processes; ``threads`` (> 0) sets every run's
+    ``RunConfig.threads`` (on a 2-core CPU, 2 jobs x 1 thread beat 1 job x 2 threads). Teachers are trained first, once.
     Cells of OOD-free methods (``twin_key``) whose pairs share the in-domain side share one run; each
     row's ``params`` and ``run_dir`` are those of the run that produced its numbers.
     """
@@ -108,7 +101,8 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
 
     if any("skimage_photos" in PAIRS[p]["ood"] for p in pairs):
         write_sample_photos("data/skimage_photos")
-    _init_worker(threads)
+    if threads:
+        overrides["threads"] = threads
     n_ood = {p: ood_size(p) for p in pairs}
     cells = [(p, m, s) for p in pairs for s in seeds for m in methods]
     cfgs = [run_config(p, m, s, steps, runs_root, n_ood=n_ood[p], **overrides) for p, m, s in cells]
@@ -126,8 +120,7 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
         source.append(len(unique))
         unique.append(cfg)
     if jobs > 1:
-        pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                                   initargs=(threads,))
+        pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"))
         results = pool.map(run_one, unique)
     else:
         pool, results = None, map(run_one, unique)
@@ -232,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast + channels_last, the library's fast path (default; --no-fast: fp32 NCHW)")
     p.add_argument("--jobs", type=int, default=1, help="cells trained at once, in worker processes")
-    p.add_argument("--threads", type=int, default=0, help="torch threads per job (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0, help="RunConfig.threads of every run (0: its default, 1)")
     p.add_argument("--readme", default="README.md", help="README whose quality-table section is updated ('' = none)")
     p.add_argument("--table-only", action="store_true", help="rebuild outputs from OUT/quality_runs.csv")
     a = p.parse_args(argv)
@@ -247,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     runs = run_all(a.pairs, a.methods, a.seeds, a.steps, a.runs, jobs=a.jobs, threads=a.threads, **overrides)
     print(f"{len(runs)} cells ({runs['run_dir'].nunique()} runs) in {time.perf_counter() - t0:.0f} s wall ({a.jobs} job(s), "
-          f"{a.threads or 'default'} thread(s) each)")
+          f"{a.threads or RunConfig.threads} thread(s) each)")
     print(write_outputs(runs, a.out, readme=None if a.quick else a.readme or None))
     return 0
 
