@@ -25,7 +25,7 @@ from mosaic.nnutil import cosine_schedule, num_threads
 
 # SGD iterations of a teacher whose ``epochs`` is 0 (auto), whatever its dataset's size; small datasets get many
 # epochs, large ones few. Chosen with benchmarks/teacher_budget.py (its table: benchmarks/teacher_budget_cpu.md).
-AUTO_ITERATIONS = 4000
+AUTO_ITERATIONS = 8000
 
 
 class WeakTeacherWarning(UserWarning):
