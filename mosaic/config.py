@@ -68,6 +68,7 @@ class RunConfig:
     ckpt_every: int = 50  # write a checkpoint every N steps (and at the end)
     out_dir: str = "runs/demo"  # run folder: metrics.json, history.csv, checkpoint.pt, samples.png
     resume: bool = True  # continue from out_dir/checkpoint.pt when it exists
+    sync_bn: bool = True  # under torchrun: BatchNorm over the global batch (one process's numbers); False: per rank
 
     # fields that never change a run's numbers: they may differ between a run and its resumption, and two
     # configs that differ only in them give the same results (``same_results``)

@@ -52,12 +52,15 @@ def align_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
     return entropy(teacher_logits).mean()
 
 
-def balance_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
+def balance_loss(teacher_logits: torch.Tensor, batch_mean=None) -> torch.Tensor:
     """Class balance (appendix): Σ_y p̄_y log p̄_y, the negative entropy of the batch class marginal.
 
-    Minimal (= -log K) when every in-domain class is generated equally often.
+    Minimal (= -log K) when every in-domain class is generated equally often. ``batch_mean``: how p̄ is
+    taken over the batch, (B, K) -> (K,); default the mean over dim 0 (a multi-process run passes the
+    global batch's mean, ``mosaic.distributed.Shard.mean``).
     """
-    p_mean = F.softmax(teacher_logits.float(), dim=1).mean(dim=0)  # (K,)
+    p = F.softmax(teacher_logits.float(), dim=1)  # (B, K)
+    p_mean = p.mean(dim=0) if batch_mean is None else batch_mean(p)  # (K,)
     return (p_mean * torch.log(p_mean.clamp_min(1e-12))).sum()
 
 
