@@ -33,6 +33,7 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from mosaic import checkpoint, distributed, game
+from mosaic.board import Board
 from mosaic.build import (build_ood, build_players, build_schedulers, build_streams, build_teacher,
                           check_teacher_module, modules, optimizers, preflight, teacher_config, unwrap)
 from mosaic.config import RunConfig, resolve_device
@@ -236,10 +237,12 @@ def _snapshot(student: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, streams: game.Streams,
-          schedulers: dict, batchers: dict, val: ImageData, device: str, progress: bool) -> LoopState:
+          schedulers: dict, batchers: dict, val: ImageData, device: str, progress: bool,
+          board: Board | None = None) -> LoopState:
     """Iterate from ``state.step`` to ``warmup_gan + steps``: evaluate every eval_every game iterations,
-    checkpoint every ckpt_every iterations. In a multi-process run rank 0 alone evaluates (its plain
-    student, no collective) and writes; the other ranks go on to the next step's all-reduce."""
+    checkpoint every ckpt_every iterations, send each row (and, at evaluations, a sample grid) to ``board``.
+    In a multi-process run rank 0 alone evaluates (its plain student, no collective) and writes; the other
+    ranks go on to the next step's all-reduce."""
     t0 = time.perf_counter() - state.wall_s
     total = cfg.warmup_gan + cfg.steps
     main = distributed.is_main()
@@ -258,11 +261,16 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
         state.step = it + 1
         done = state.step == total
         game_step = state.step - cfg.warmup_gan  # <= 0 during the warm-up: nothing to evaluate yet
-        if main and ((cfg.eval_every and game_step > 0 and game_step % cfg.eval_every == 0) or done):
+        evaluate_now = (cfg.eval_every and game_step > 0 and game_step % cfg.eval_every == 0) or done
+        if main and evaluate_now:
             row["val_acc"] = accuracy(unwrap(players.student), val, device=device)
             if row["val_acc"] > state.best["val_acc"]:
                 state.best = {"val_acc": row["val_acc"], "step": state.step, "student": _snapshot(players.student)}
             bar.set_postfix(loss_s=f"{row.get('loss_s', math.nan):.3f}", val_acc=f"{row['val_acc']:.1f}")
+        if board is not None:
+            board.row(row)
+            if evaluate_now and cfg.logger == "tensorboard" and players.generator is not None:  # every rank: BN may sync
+                board.samples(game.fixed_samples(unwrap(players.generator), 64, cfg.z_dim, device), state.step)
         if main and ((cfg.ckpt_every and state.step % cfg.ckpt_every == 0) or done):
             state.wall_s = time.perf_counter() - t0
             try:
@@ -344,8 +352,13 @@ def _train(cfg: RunConfig, out: Path, teacher: nn.Module | None, progress: bool)
     distributed.barrier()  # every rank has read it before rank 0 changes the folder
     if main:
         (out / "metrics.json").unlink(missing_ok=True)  # training again (resume=False): the folder is not finished now
-    state = _loop(cfg, out, state, players, streams, schedulers, batchers, val, device, progress)
-    metrics = _final_metrics(cfg, state, players, test, ood, device) if main else {}
+    board = Board(out, main and cfg.logger == "tensorboard", first_step=state.step + 1)  # rank 0 alone writes
+    try:
+        state = _loop(cfg, out, state, players, streams, schedulers, batchers, val, device, progress, board)
+        metrics = _final_metrics(cfg, state, players, test, ood, device) if main else {}
+        board.metrics(metrics, state.step)
+    finally:
+        board.close()
     if players.generator is not None:
         _write_samples(players.generator, out / "samples.png", cfg.z_dim, device)
     if main:

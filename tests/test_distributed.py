@@ -83,6 +83,18 @@ def test_preflight_refuses_a_global_batch_that_does_not_split(tmp_path, monkeypa
         preflight(RunConfig(batch_size=16, out_dir=str(tmp_path / "run")))
 
 
+def test_every_runconfig_flag_passes_through_torchrun_untouched():
+    """torchrun's parser takes an option's prefix as the option (``--log`` is ambiguous there): no RunConfig
+    flag may be the prefix of a torchrun option, or ``torchrun ... -m mosaic.train --FLAG`` fails."""
+    import dataclasses
+
+    from torch.distributed.run import get_args_parser
+
+    options = [o for action in get_args_parser()._actions for o in action.option_strings]
+    clashes = {f.name: [o for o in options if o.startswith(f"--{f.name}")] for f in dataclasses.fields(RunConfig)}
+    assert not {k: v for k, v in clashes.items() if v}
+
+
 # ----------------------------------------------------------------------------- two gloo processes
 
 def tiny(root: Path, teacher_dir: str, **kw) -> RunConfig:
@@ -166,6 +178,7 @@ def test_a_killed_distributed_run_resumes_to_the_same_numbers(runs, tmp_path):
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
+    assert proc.poll() is None, f"the launch ended before it was killed: {proc.stderr.read().decode()[-3000:]}"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert ckpt.exists(), proc.stderr.read().decode()[-2000:]
