@@ -1,5 +1,6 @@
 """mosaic.jobs and run_grid's executors: Slurm parameters (mapped, never submitted here), a tiny grid through
 submitit's local executor (2 at once) against the in-process grid, re-submission, and the status view."""
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -65,3 +66,54 @@ def test_a_grid_through_the_local_executor_matches_the_in_process_grid(tmp_path)
     index = jobs.read_index(grid.jobs_folder(there))
     rows = grid.run_grid(there[:2], executor="local", parallel=2, log=None)  # re-submitted: nothing left to do
     assert [r["status"] for r in rows] == ["skipped", "skipped"] and jobs.read_index(grid.jobs_folder(there)) == index
+
+
+# ----------------------------------------------------------------------------- the status view
+
+def test_job_states_from_results_processes_and_slurm(tmp_path, monkeypatch):
+    import pickle
+    import subprocess
+    import sys
+
+    import submitit
+
+    def record(job_id, executor="local"):
+        return {"executor": executor, "job_id": str(job_id), "stderr": str(tmp_path / f"{job_id}_0_log.err")}
+
+    assert jobs.job_state(record(os.getpid()), tmp_path) == "running"  # a live process, no result yet
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert jobs.job_state(record(int(gone.stdout)), tmp_path) == "failed"  # gone without a result: killed
+    for job_id, outcome, state in ((11, ("error", "Traceback ..."), "failed"), (12, ("success", None), "ended")):
+        (tmp_path / f"{job_id}_0_result.pkl").write_bytes(pickle.dumps(outcome))
+        assert jobs.job_state(record(job_id), tmp_path) == state
+
+    class FakeSlurmJob:
+        states = {"21_0": "PENDING", "21_1": "RUNNING", "21_2": "TIMEOUT", "21_3": "CANCELLED by 42"}
+
+        def __init__(self, folder, job_id):
+            self.state = self.states[job_id]
+
+    monkeypatch.setattr(submitit, "SlurmJob", FakeSlurmJob)
+    assert [jobs.job_state(record(f"21_{i}", "slurm"), tmp_path) for i in range(4)] == \
+        ["queued", "running", "failed", "failed"]
+
+
+def test_job_status_lists_every_run_with_its_state_log_and_events(tmp_path):
+    import json
+    import pickle
+
+    runs = grid.expand({"a": {}, "b": {"w_adv": 0.0}, "c": {"w_adv": 0.5}, "d": {"w_adv": 0.2}}, {"steps": 2},
+                       out_root=tmp_path)
+    folder = grid.jobs_folder(runs)
+    folder.mkdir()
+    runs[0].out_dir.mkdir(parents=True)
+    runs[0].metrics_path.write_text(json.dumps({"config": runs[0].config.to_dict()}))  # done
+    (runs[0].out_dir / "events.out.tfevents.1.host").write_bytes(b"")
+    (folder / "7_0_result.pkl").write_bytes(pickle.dumps(("error", "Traceback ...")))
+    index = {str(runs[1].out_dir): {"executor": "local", "job_id": "7", "stderr": str(folder / "7_0_log.err")},
+             str(runs[2].out_dir): {"executor": "local", "job_id": str(os.getpid()), "stderr": "x"}}
+    (folder / "index.json").write_text(json.dumps(index))
+    view = grid.job_status(runs)
+    assert list(view["state"]) == ["done", "failed", "running", "todo"]
+    assert list(view["log"]) == ["", str(folder / "7_0_log.err"), "", ""]
+    assert list(view["tensorboard"]) == [str(runs[0].out_dir), "", "", ""]
