@@ -61,9 +61,13 @@ def setup(device: str = "auto") -> str:
     Reads the env variables torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT); a
     process group initialised by the caller is used as it is.
     """
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if (launched or world_size() > 1) and device.startswith("cuda:"):
+        raise ValueError(f"device={device!r} would put every process on one GPU; under torchrun use device='auto' "
+                         "or 'cuda' (each process takes cuda:LOCAL_RANK), or limit the GPUs with CUDA_VISIBLE_DEVICES")
     cuda = device != "cpu" and torch.cuda.is_available()
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+    if launched and not dist.is_initialized():
         if cuda:
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if cuda else "gloo")
@@ -188,7 +192,8 @@ def average(row: dict[str, float]) -> dict[str, float]:
     if world_size() == 1:
         return row
     keys = list(row)
-    values = torch.tensor([float(row[k]) for k in keys], dtype=torch.float64)
+    on = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"  # nccl: GPU tensors only
+    values = torch.tensor([float(row[k]) for k in keys], dtype=torch.float64, device=on)
     dist.all_reduce(values)
     return dict(zip(keys, (values / world_size()).tolist()))
 

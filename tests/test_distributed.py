@@ -77,6 +77,12 @@ def test_a_changed_world_size_is_refused_only_when_batchnorm_is_per_rank(tmp_pat
         distributed.check_resume(2, sync_bn=False, path=tmp_path / "checkpoint.pt")
 
 
+def test_one_gpu_index_for_every_process_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="device='cuda:1' would put every process on one GPU.*'auto'"):
+        distributed.setup("cuda:1")
+
+
 def test_preflight_refuses_a_global_batch_that_does_not_split(tmp_path, monkeypatch):
     monkeypatch.setattr(distributed, "world_size", lambda: 3)
     with pytest.raises(ValueError, match="batch_size=16 is the global batch.*3 processes"):
