@@ -47,3 +47,27 @@ def test_a_run_logs_every_row_eval_numbers_and_samples_to_tensorboard(tmp_path):
     assert {"loss_g", "loss_d", "lr_s", "final/student_acc", "final/agreement"} <= set(tags["scalars"])
     assert acc.Scalars("final/student_acc")[0].value == pytest.approx(plain.metrics["student_acc"])
     assert [e.step for e in acc.Images("samples")] == [2, 4]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_shows_each_step_once(tmp_path, monkeypatch):
+    import mosaic.train as T
+
+    cfg = RunConfig(dataset="digits", ood="mnist5k", method="kd_ood", teacher="cnn_half", student="cnn_half",
+                    teacher_epochs=2, teacher_dir=str(tmp_path / "teachers"), steps=6, kd_steps=1, batch_size=16,
+                    eval_every=0, ckpt_every=2, out_dir=str(tmp_path / "run"), device="cpu", logger="tensorboard")
+    real = T.iterate
+
+    def dies_at_4(*args):
+        if args[-1] == 4:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(T, "iterate", dies_at_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)  # rows 1-3 logged, the checkpoint holds step 2
+    monkeypatch.setattr(T, "iterate", real)
+    res = train(cfg, progress=False)  # resumes at step 3: its row is logged again
+    loss_s = events(tmp_path / "run").Scalars("loss_s")
+    assert [e.step for e in loss_s] == [1, 2, 3, 4, 5, 6]
+    assert [round(e.value, 5) for e in loss_s] == [round(r["loss_s"], 5) for r in res.history]
