@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from mosaic import game
+from mosaic import distributed, game
 from mosaic.config import RunConfig, resolve_device
 from mosaic.data import DATASETS, Batcher, ImageData, adapt, dataset_spec, entropy_subset, get_dataset
 from mosaic.models import Generator, check_model, get_discriminator, get_model
@@ -51,8 +51,12 @@ def build_ood(cfg: RunConfig, teacher: nn.Module, device: str) -> ImageData:
     return ood
 
 
-def build_players(cfg: RunConfig, teacher: nn.Module, device: str) -> game.Players:
-    """Student, generator and discriminator for ``cfg.method`` with their optimisers."""
+def build_players(cfg: RunConfig, teacher: nn.Module, device: str, parallel: bool = False) -> game.Players:
+    """Student, generator and discriminator for ``cfg.method`` with their optimisers.
+
+    ``parallel``: in a multi-process run (torchrun), the three trained players are wrapped for it
+    (``distributed.wrap``: global-batch BatchNorm when ``cfg.sync_bn``, then DDP); the teacher never is.
+    """
     spec = teacher.spec
     student = get_model(cfg.student, spec).to(device)  # a classifier or a segmenter, by the teacher's task
     opt_s = torch.optim.SGD(student.parameters(), lr=cfg.lr_s, momentum=cfg.momentum_s, weight_decay=cfg.wd_s)
@@ -67,6 +71,10 @@ def build_players(cfg: RunConfig, teacher: nn.Module, device: str) -> game.Playe
         for m in (players.teacher, players.student, players.generator, players.discriminator):  # teacher: frozen, safe
             if m is not None:
                 m.to(memory_format=torch.channels_last)
+    if parallel:  # a no-op on one process
+        for name in ("student", "generator", "discriminator"):
+            if getattr(players, name) is not None:
+                setattr(players, name, distributed.wrap(getattr(players, name), device, cfg.sync_bn))
     if cfg.compile:  # compiled modules share parameters with the originals: optimisers and checkpoints see the same tensors
         players.student = torch.compile(players.student)
         players.generator = players.generator and torch.compile(players.generator)
@@ -80,17 +88,19 @@ def build_streams(cfg: RunConfig, teacher: nn.Module, device: str) -> tuple[game
     """Where the game draws real images: the OOD stream and/or the in-domain one, by method.
 
     Returns the streams, their batchers (checkpointed with the run) and the OOD images (None if unused).
+    In a multi-process run every rank draws the global batch and keeps its slice (``distributed.Shard``).
     """
-    streams, batchers, ood = game.Streams(), {}, None
+    shard = distributed.shard()
+    streams, batchers, ood = game.Streams(shard=shard), {}, None
     if cfg.uses_ood:
         ood = build_ood(cfg, teacher, device)
         batchers["ood"] = Batcher(ood, min(cfg.batch_size, len(ood)), seed=cfg.seed + 1, augment=True, device=device)
-        streams.ood = lambda: next(batchers["ood"])[0]
+        streams.ood = lambda: shard.take(next(batchers["ood"])[0])
     if cfg.method in ("kd_indomain", "scratch"):
         train_data = get_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download)
         batchers["indomain"] = Batcher(train_data, min(cfg.batch_size, len(train_data)), seed=cfg.seed + 2,
                                        augment=True, device=device)
-        streams.indomain = lambda: next(batchers["indomain"])
+        streams.indomain = lambda: tuple(map(shard.take, next(batchers["indomain"])))
     return streams, batchers, ood
 
 
@@ -103,8 +113,8 @@ def build_schedulers(players: game.Players, steps: int, warmup_s: int = 0) -> di
 
 
 def unwrap(m: nn.Module) -> nn.Module:
-    """The module itself under a torch.compile wrapper."""
-    return getattr(m, "_orig_mod", m)  # torch.compile wraps; checkpoints hold the plain module's keys
+    """The module itself under torch.compile and DDP wrappers (checkpoints hold the plain module's keys)."""
+    return distributed.unwrap(m)
 
 
 def modules(players: game.Players) -> dict[str, nn.Module]:
@@ -174,6 +184,7 @@ def preflight(cfg: RunConfig) -> None:
                                               "channels": spec.channels, "size": spec.size,
                                               "num_classes": spec.num_classes}, data_root=cfg.data_root)
     resolve_device(cfg.device)
+    distributed.local_batch(cfg.batch_size)  # the global batch splits evenly over the processes (torchrun)
     _writable_folder(Path(cfg.out_dir))
 
 

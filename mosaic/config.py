@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Mapping
 METHODS = ("mosaickd", "kd_ood", "datafree", "kd_indomain", "scratch")
 DISCRIMINATORS = ("patch", "full", "none")
 PRECISIONS = ("fp32", "bf16", "fp16")
+LOGGERS = ("none", "tensorboard")
 
 
 @dataclass
@@ -69,18 +70,21 @@ class RunConfig:
     ckpt_every: int = 50  # write a checkpoint every N steps (and at the end)
     out_dir: str = "runs/demo"  # run folder: metrics.json, history.csv, checkpoint.pt, samples.png
     resume: bool = True  # continue from out_dir/checkpoint.pt when it exists
+    sync_bn: bool = True  # under torchrun: BatchNorm over the global batch (one process's numbers); False: per rank
+    logger: str = "none"  # none | tensorboard: history, eval numbers and sample grids as event files in out_dir
 
     # fields that never change a run's numbers: they may differ between a run and its resumption, and two
     # configs that differ only in them give the same results (``same_results``)
     NEUTRAL: ClassVar[frozenset[str]] = frozenset({
         "out_dir", "resume", "device", "eval_every", "ckpt_every", "data_root", "download", "teacher_dir",
-        "channels_last", "compile"})
+        "channels_last", "compile", "logger"})
 
     def __post_init__(self) -> None:
         self._check_types()  # papermill, YAML and CLI values arrive untyped: wrong types fail here, by name
         _choice("method", self.method, METHODS)
         _choice("discriminator", self.discriminator, DISCRIMINATORS)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("logger", self.logger, LOGGERS)
         for name in ("steps", "kd_steps", "batch_size", "z_dim", "ngf", "ndf"):
             _at_least(name, getattr(self, name), 1)
         for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed", "warmup_gan", "warmup_s",
@@ -230,4 +234,4 @@ def resolve_device(device: str) -> "str":
     return device
 
 
-__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "PRECISIONS", "resolve_device"]
+__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "PRECISIONS", "LOGGERS", "resolve_device"]

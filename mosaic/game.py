@@ -26,6 +26,7 @@ import torch.nn as nn
 
 from mosaic import losses
 from mosaic.config import RunConfig
+from mosaic.distributed import Shard, without_ddp
 
 ImageStream = Callable[[], torch.Tensor]  # () -> (B, C, H, W) float in [0, 1]
 LabeledStream = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # () -> ((B, C, H, W), (B,) or masks (B, H, W))
@@ -47,10 +48,12 @@ class Players:
 
 @dataclass
 class Streams:
-    """Where a step gets real images: OOD images (unlabeled) and, for the ceilings, in-domain ones."""
+    """Where a step gets real images: OOD images (unlabeled) and, for the ceilings, in-domain ones; and
+    which part of each global batch is this process's (``mosaic.distributed``; one process: all of it)."""
 
     ood: ImageStream | None = None
     indomain: LabeledStream | None = None
+    shard: Shard = field(default_factory=Shard)
 
 
 # ----------------------------------------------------------------------------- shared pieces
@@ -91,8 +94,10 @@ def _update(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.Gr
         scaler.update()
 
 
-def sample_z(n: int, z_dim: int, device: torch.device | str) -> torch.Tensor:
-    return torch.randn(n, z_dim, device=device)  # (B, z_dim)
+def sample_z(n: int, z_dim: int, device: torch.device | str, shard: Shard = Shard()) -> torch.Tensor:
+    """Latent codes: this process's slice of n global draws (every rank draws all n, so the codes do not
+    depend on the number of processes)."""
+    return shard.take(torch.randn(n, z_dim, device=device))  # (n / world, z_dim)
 
 
 @torch.no_grad()
@@ -106,18 +111,22 @@ def fixed_samples(generator: nn.Module, n: int, z_dim: int, device: torch.device
     return copy.deepcopy(generator).train()(z).float().cpu()  # (n, C, H, W)
 
 
-def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_local: bool) -> dict[str, torch.Tensor]:
-    """The generator's terms on a synthetic batch x (B, C, H, W), weighted sum in 'loss_g'."""
+def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_local: bool,
+                     shard: Shard = Shard()) -> dict[str, torch.Tensor]:
+    """The generator's terms on a synthetic batch x (B, C, H, W), weighted sum in 'loss_g'.
+
+    The student and discriminator get no parameter gradients here: they run outside their DDP wrappers.
+    loss_balance's class marginal is the global batch's (``shard.mean``)."""
     t_logits = players.teacher(x)  # (B, K)
-    s_logits = players.student(x)  # (B, K)
+    s_logits = without_ddp(players.student)(x)  # (B, K)
     terms = {
         "loss_align": losses.align_loss(t_logits),
-        "loss_balance": losses.balance_loss(t_logits),
+        "loss_balance": losses.balance_loss(t_logits, shard.mean),
         "loss_adv": losses.adversarial_loss(t_logits, s_logits, cfg.t_kd),
     }
     loss_g = cfg.w_align * terms["loss_align"] + cfg.w_balance * terms["loss_balance"] + cfg.w_adv * terms["loss_adv"]
     if use_local:
-        d_fake = players.discriminator(x)  # (B, 1, h, w)
+        d_fake = without_ddp(players.discriminator)(x)  # (B, 1, h, w)
         terms["loss_local"] = losses.local_loss(d_fake)
         loss_g = loss_g + cfg.w_local * terms["loss_local"]
     with torch.no_grad():
@@ -168,10 +177,10 @@ def student_kd_update(players: Players, x: torch.Tensor, cfg: RunConfig, amp) ->
     return loss_s.detach()
 
 
-def _synthesize(players: Players, n: int, cfg: RunConfig, device) -> torch.Tensor:
+def _synthesize(players: Players, n: int, cfg: RunConfig, device, shard: Shard) -> torch.Tensor:
     """A fresh synthetic batch for the student (no graph; under the run's autocast, like every forward)."""
     with torch.no_grad(), autocast(device, cfg.precision):
-        return players.generator(sample_z(n, cfg.z_dim, device))  # (B, C, H, W)
+        return players.generator(sample_z(n, cfg.z_dim, device, shard))  # (B, C, H, W)
 
 
 def _floats(d: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -188,13 +197,13 @@ def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device, di
     out: dict[str, torch.Tensor] = {}
     # 1. discriminator: real OOD patches vs synthetic patches (x keeps its graph for the G step)
     with amp:
-        x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device))  # (B, C, H, W)
+        x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device, streams.shard))  # (B, C, H, W)
     use_local = players.discriminator is not None
     if use_local:
         out.update(discriminator_update(players, streams.ood(), x, amp))
     # 2. generator: mosaics the teacher reads as confident, balanced, hard for the student
     with amp, no_param_grads(players.discriminator, players.student):
-        terms = generator_losses(players, x, cfg, use_local)
+        terms = generator_losses(players, x, cfg, use_local, streams.shard)
     if diagnose:
         out.update(input_grad_norms(terms, x, cfg))
     _update(terms["loss_g"], players.opt_g, players.scalers.get("g"))
@@ -202,7 +211,7 @@ def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device, di
     # 3. student ×kd_steps: KD on fresh synthetic samples joined with real OOD images
     loss_s = []
     for _ in range(cfg.kd_steps):
-        x = _synthesize(players, cfg.batch_size, cfg, device)  # (B, C, H, W)
+        x = _synthesize(players, cfg.batch_size, cfg, device, streams.shard)  # (B, C, H, W)
         if cfg.student_ood:
             x = torch.cat([x, streams.ood()])  # (2B, C, H, W)
         loss_s.append(student_kd_update(players, x, cfg, amp))
@@ -215,13 +224,13 @@ def datafree_step(players: Players, streams: Streams, cfg: RunConfig, device, di
     amp = autocast(device, cfg.precision)
     # 1. generator: align + balance + adversarial (no local term: nothing real to imitate)
     with amp, no_param_grads(players.student):
-        x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device))  # (B, C, H, W)
-        terms = generator_losses(players, x, cfg, use_local=False)
+        x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device, streams.shard))  # (B, C, H, W)
+        terms = generator_losses(players, x, cfg, use_local=False, shard=streams.shard)
     out = input_grad_norms(terms, x, cfg) if diagnose else {}
     _update(terms["loss_g"], players.opt_g, players.scalers.get("g"))
     out.update({k: v.detach() for k, v in terms.items()})
     # 2. student ×kd_steps on synthetic samples only
-    loss_s = [student_kd_update(players, _synthesize(players, cfg.batch_size, cfg, device), cfg, amp)
+    loss_s = [student_kd_update(players, _synthesize(players, cfg.batch_size, cfg, device, streams.shard), cfg, amp)
               for _ in range(cfg.kd_steps)]
     out["loss_s"] = torch.stack(loss_s).mean()
     return _floats(out)
@@ -259,10 +268,10 @@ def gan_warmup_step(players: Players, streams: Streams, cfg: RunConfig, device, 
     patches look like. D: real OOD patches vs synthetic ones; G: ``loss_local`` alone (no teacher, no student)."""
     amp = autocast(device, cfg.precision)
     with amp:
-        x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device))  # (B, C, H, W)
+        x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device, streams.shard))  # (B, C, H, W)
     out = discriminator_update(players, streams.ood(), x, amp)
     with amp, no_param_grads(players.discriminator):
-        loss_local = losses.local_loss(players.discriminator(x))
+        loss_local = losses.local_loss(without_ddp(players.discriminator)(x))
     _update(loss_local, players.opt_g, players.scalers.get("g"))
     out["loss_local"] = loss_local.detach()
     return _floats(out)

@@ -17,18 +17,25 @@ device or eval_every that cannot change a number). ``run_grid`` skips done runs,
 (``mosaic.train.train``) or, with ``backend="papermill"``, through ``notebooks/02_train.ipynb``
 (an executed copy is kept in each run folder). ``collect`` turns the runs' metrics.json files into
 one pandas row per (row, seed); ``summarize`` gives mean, std and n per row.
+
+Where the runs execute (``executor``): ``inprocess`` (one after the other, here), ``local`` (separate
+processes through submitit, ``parallel`` at once, one GPU each when there are GPUs) or ``slurm`` (one
+submitit job array; ``executor_params``: see ``mosaic.jobs.slurm_parameters``). ``job_status`` lists
+every run folder as todo, partial, queued, running, done or failed (with the failed job's log).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import os
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from mosaic import jobs
 from mosaic.build import preflight
 from mosaic.config import RunConfig
 from mosaic.train import train
@@ -195,17 +202,39 @@ def _train_papermill(notebook: str | Path) -> Callable[[RunConfig], None]:
     return train_one
 
 
-def run_grid(runs: Sequence[GridRun], backend: str = "api", notebook: str | Path = "notebooks/02_train.ipynb",
-             keep_going: bool = False, log: Callable[[str], None] | None = print) -> list[dict[str, Any]]:
-    """Run every run folder that is not done, one after the other; returns one status row per folder.
+def _job(backend: str, notebook: str, config: dict[str, Any], cwd: str) -> None:
+    """One run in a submitit job (another process, maybe another machine): as in-process, from ``cwd``."""
+    os.chdir(cwd)
+    cfg = RunConfig.from_dict(config)
+    (_train_api if backend == "api" else _train_papermill(notebook))(cfg)
 
-    backend: ``api`` (mosaic.train.train in this process) or ``papermill`` (``notebook`` per run).
-    keep_going: record a failing run and continue (the error is raised at the end); else stop at once.
+
+def jobs_folder(runs: Sequence[GridRun]) -> Path:
+    """Where a grid's submitit jobs keep their files: ``_jobs`` next to the runs' label folders."""
+    roots = {str(r.out_dir.parent.parent) for r in runs}
+    return Path(os.path.commonpath(sorted(roots))) / "_jobs"
+
+
+def run_grid(runs: Sequence[GridRun], backend: str = "api", notebook: str | Path = "notebooks/02_train.ipynb",
+             keep_going: bool = False, log: Callable[[str], None] | None = print, executor: str = "inprocess",
+             parallel: int = 2, executor_params: Mapping[str, Any] | None = None, wait: bool = True,
+             jobs_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Run every run folder that is not done; returns one status row per folder.
+
+    backend: ``api`` (mosaic.train.train) or ``papermill`` (``notebook`` per run).
+    executor: ``inprocess`` (one after the other in this process), ``local`` (submitit processes,
+    ``parallel`` at once, one GPU each when there are GPUs; waits for all) or ``slurm`` (one job array;
+    ``executor_params`` as ``mosaic.jobs.slurm_parameters``; ``wait=False`` returns once submitted).
+    keep_going: in-process, record a failing run and continue (the error is raised at the end), else stop
+    at once; with jobs, the runs are independent: every job runs and failures are raised at the end.
     Every run still to do passes ``mosaic.build.preflight`` first: a bad row fails before any run trains.
+    Done runs are skipped and partial ones resume, whatever the executor: re-submitting a grid runs
+    only what is missing.
     """
     if backend not in ("api", "papermill"):
         raise ValueError(f"backend must be 'api' or 'papermill', got {backend!r}")
-    train_one = _train_api if backend == "api" else _train_papermill(notebook)
+    if executor not in jobs.EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(jobs.EXECUTORS)}, got {executor!r}")
     folders = unique_runs(runs)
     before = {run.out_dir: status(run) for run in folders}
     for run in folders:
@@ -214,6 +243,10 @@ def run_grid(runs: Sequence[GridRun], backend: str = "api", notebook: str | Path
                 preflight(run.config)
             except (ValueError, OSError) as err:
                 raise ValueError(f"grid row {run.name!r} ({run.out_dir}): {err}") from err
+    if executor != "inprocess":
+        return _run_jobs(folders, before, backend, notebook, log, executor, parallel, dict(executor_params or {}),
+                         wait, Path(jobs_dir) if jobs_dir else jobs_folder(folders))
+    train_one = _train_api if backend == "api" else _train_papermill(notebook)
     rows, errors = [], []
     for i, run in enumerate(folders, 1):
         row = {"run": str(run.out_dir), "before": before[run.out_dir], "status": "skipped", "seconds": 0.0}
@@ -235,6 +268,63 @@ def run_grid(runs: Sequence[GridRun], backend: str = "api", notebook: str | Path
         run, err = errors[0]
         raise RuntimeError(f"{len(errors)} of {len(folders)} runs failed; first: {run.out_dir}") from err
     return rows
+
+
+def _run_jobs(folders: list[GridRun], before: dict[Path, str], backend: str, notebook: str | Path,
+              log: Callable[[str], None] | None, executor: str, parallel: int, params: dict[str, Any],
+              wait: bool, folder: Path) -> list[dict[str, Any]]:
+    """run_grid through submitit: every run to do becomes one job (``_job``)."""
+    todo = [(run.out_dir, (backend, str(Path(notebook).absolute()), run.config.to_dict(), str(Path.cwd())))
+            for run in folders if before[run.out_dir] != "done"]
+    t0 = time.perf_counter()
+    if executor == "local":
+        outcome = jobs.submit_local(_job, todo, folder, parallel=parallel, log=log, **params)
+    else:
+        outcome = jobs.submit_slurm(_job, todo, folder, wait=wait, log=log, **params)
+    seconds = round(time.perf_counter() - t0, 1)
+    rows = []
+    for run in folders:
+        state = outcome.get(run.out_dir, "skipped")
+        if state == "ran" and before[run.out_dir] == "partial":
+            state = "resumed"
+        rows.append({"run": str(run.out_dir), "before": before[run.out_dir], "status": state,
+                     "seconds": 0.0 if state == "skipped" else seconds})
+    failed = [r for r in rows if r["status"].startswith("failed")]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(folders)} runs failed; first: {failed[0]['run']}: "
+                           f"{failed[0]['status']}; grid.job_status(runs) lists them all")
+    return rows
+
+
+def job_status(runs: Sequence[GridRun], jobs_dir: str | Path | None = None) -> "pd.DataFrame":  # noqa: F821
+    """One row per run folder: its state and where to look.
+
+    state: ``done`` (metrics.json of its config), ``todo`` / ``partial`` (no job: nothing / a checkpoint),
+    ``queued`` / ``running`` (its latest job), ``failed`` (the job failed, was killed or ended without
+    metrics.json; ``log`` is its stderr; submit the grid again to resume it), ``stale`` (another config's
+    metrics.json). ``tensorboard``: the run folder when it holds TensorBoard event files.
+    """
+    import pandas as pd
+
+    folders = unique_runs(runs)
+    folder = Path(jobs_dir) if jobs_dir else jobs_folder(folders)
+    index = jobs.read_index(folder)
+    rows = []
+    for run in folders:
+        record = index.get(str(run.out_dir))
+        try:
+            state = status(run)
+        except StaleRunError:
+            state = "stale"
+        log = ""
+        if state in ("todo", "partial") and record:
+            state = jobs.job_state(record, folder)
+            state = "failed" if state == "ended" else state  # the job ended without metrics.json
+            log = record["stderr"] if state == "failed" else ""
+        board = str(run.out_dir) if any(run.out_dir.glob("events.out.tfevents.*")) else ""
+        rows.append({"run": str(run.out_dir), "state": state, "job": record["job_id"] if record else "",
+                     "log": log, "tensorboard": board})
+    return pd.DataFrame(rows, columns=["run", "state", "job", "log", "tensorboard"])
 
 
 # ----------------------------------------------------------------------------- tables
@@ -342,7 +432,8 @@ def _store_main(argv: Sequence[str] | None = None) -> None:
         print(f"{nb}: executed in {time.perf_counter() - t0:.0f} s")
 
 
-__all__ = ["GridRun", "StaleRunError", "expand", "unique_runs", "run_label", "status", "run_grid",
+__all__ = ["GridRun", "StaleRunError", "expand", "unique_runs", "run_label", "status", "run_grid", "job_status",
+           "jobs_folder",
            "run_notebook", "strip_execution_metadata", "read_metrics", "load_metrics", "collect", "summarize",
            "ablation_grid"]
 

@@ -11,7 +11,8 @@ train() writes these files; ``mosaic.grid`` adds an executed notebook copy when 
 papermill.
 
 Command line: ``python -m mosaic.train --method kd_ood --steps 100 --out_dir runs/x`` (every RunConfig
-field is a flag; ``-f params.yaml`` reads a parameter file first).
+field is a flag; ``-f params.yaml`` reads a parameter file first). On N processes:
+``torchrun --nproc_per_node N -m mosaic.train ...`` (data-parallel, ``mosaic.distributed``).
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ import torch.nn as nn
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from mosaic import checkpoint, game
+from mosaic import checkpoint, distributed, game
+from mosaic.board import Board
 from mosaic.build import (build_ood, build_players, build_schedulers, build_streams, build_teacher,
                           check_teacher_module, modules, optimizers, preflight, teacher_config, unwrap)
 from mosaic.config import RunConfig, resolve_device
@@ -103,7 +105,8 @@ def _save(out: Path, cfg: RunConfig, state: LoopState, players: game.Players, sc
         "schedulers": {k: s.state_dict() for k, s in schedulers.items()},
         "scalers": {k: s.state_dict() for k, s in players.scalers.items()},
         "batchers": {k: b.state_dict() for k, b in batchers.items()},
-        "rng": checkpoint.rng_state(),
+        "rng": checkpoint.rng_state(),  # every rank's: ranks draw the same global batches
+        "world_size": distributed.world_size(),
     }
     checkpoint.save_atomic(ckpt, out / "checkpoint.pt")
     checkpoint.write_text_atomic(_history_csv(state.history), out / "history.csv")
@@ -128,6 +131,7 @@ def _resume(out: Path, cfg: RunConfig, players: game.Players, schedulers, batche
     if diff:
         raise ValueError(f"{path} was written with other parameters {diff} (saved, now); "
                          "pass resume=False to start over or choose another out_dir")
+    distributed.check_resume(ckpt.get("world_size", 1), cfg.sync_bn, path)
     _load_players(ckpt, players)
     for k, s in schedulers.items():
         s.load_state_dict(ckpt["schedulers"][k])
@@ -211,7 +215,7 @@ def iterate(players: game.Players, streams: game.Streams, schedulers: dict, cfg:
     warmup = step <= cfg.warmup_gan
     diagnose = not warmup and cfg.eval_every > 0 and (step - cfg.warmup_gan) % cfg.eval_every == 0
     row = {"step": step, "lr_s": players.opt_s.param_groups[0]["lr"],
-           **game.step(players, streams, cfg, device, warmup=warmup, diagnose=diagnose)}
+           **distributed.average(game.step(players, streams, cfg, device, warmup=warmup, diagnose=diagnose))}
     if not warmup:
         for s in schedulers.values():
             s.step()
@@ -236,30 +240,41 @@ def _snapshot(student: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, streams: game.Streams,
-          schedulers: dict, batchers: dict, val: ImageData, device: str, progress: bool) -> LoopState:
+          schedulers: dict, batchers: dict, val: ImageData, device: str, progress: bool,
+          board: Board | None = None) -> LoopState:
     """Iterate from ``state.step`` to ``warmup_gan + steps``: evaluate every eval_every game iterations,
-    checkpoint every ckpt_every iterations."""
+    checkpoint every ckpt_every iterations, send each row (and, at evaluations, a sample grid) to ``board``.
+    In a multi-process run rank 0 alone evaluates (its plain student, no collective) and writes; the other
+    ranks go on to the next step's all-reduce."""
     t0 = time.perf_counter() - state.wall_s
     total = cfg.warmup_gan + cfg.steps
-    bar = tqdm(range(state.step, total), initial=state.step, total=total, desc=cfg.method, disable=not progress)
+    main = distributed.is_main()
+    bar = tqdm(range(state.step, total), initial=state.step, total=total, desc=cfg.method,
+               disable=not (progress and main))
     for it in bar:
         try:
             row = iterate(players, streams, schedulers, cfg, device, it + 1)
         except NonFiniteLossError as err:  # keep every step up to this one, name the last good checkpoint
             state.history.append(err.row)
-            checkpoint.write_text_atomic(_history_csv(state.history), out / "history.csv")
+            if main:
+                checkpoint.write_text_atomic(_history_csv(state.history), out / "history.csv")
             raise NonFiniteLossError(f"{err}; last good checkpoint: {_last_good(out)}. history.csv has every "
                                      "step up to this one.", err.row) from None
         state.history.append(row)
         state.step = it + 1
         done = state.step == total
         game_step = state.step - cfg.warmup_gan  # <= 0 during the warm-up: nothing to evaluate yet
-        if (cfg.eval_every and game_step > 0 and game_step % cfg.eval_every == 0) or done:
-            row["val_acc"] = accuracy(players.student, val, device=device)
+        evaluate_now = (cfg.eval_every and game_step > 0 and game_step % cfg.eval_every == 0) or done
+        if main and evaluate_now:
+            row["val_acc"] = accuracy(unwrap(players.student), val, device=device)
             if row["val_acc"] > state.best["val_acc"]:
                 state.best = {"val_acc": row["val_acc"], "step": state.step, "student": _snapshot(players.student)}
             bar.set_postfix(loss_s=f"{row.get('loss_s', math.nan):.3f}", val_acc=f"{row['val_acc']:.1f}")
-        if (cfg.ckpt_every and state.step % cfg.ckpt_every == 0) or done:
+        if board is not None:
+            board.row(row)
+            if evaluate_now and cfg.logger == "tensorboard" and players.generator is not None:  # every rank: BN may sync
+                board.samples(game.fixed_samples(unwrap(players.generator), 64, cfg.z_dim, device), state.step)
+        if main and ((cfg.ckpt_every and state.step % cfg.ckpt_every == 0) or done):
             state.wall_s = time.perf_counter() - t0
             try:
                 _save(out, cfg, state, players, schedulers, batchers)
@@ -276,7 +291,7 @@ def _final_metrics(cfg: RunConfig, state: LoopState, players: game.Players, test
     """The last student (the headline) and the val-selected one on the test split, with provenance."""
     teacher = players.teacher
     metrics = {"method": cfg.method, "dataset": cfg.dataset, "ood": cfg.ood, "steps": cfg.steps,
-               **evaluate(players.student, teacher, test, device=device)}
+               **evaluate(unwrap(players.student), teacher, test, device=device)}
     if state.best["student"] is not None:
         selected = get_model(cfg.student, teacher.spec).to(device)
         selected.load_state_dict(state.best["student"])
@@ -285,13 +300,18 @@ def _final_metrics(cfg: RunConfig, state: LoopState, players: game.Players, test
         metrics["valsel_val_acc"] = state.best["val_acc"]
     info = getattr(teacher, "info", None) or {"source": "a module passed to train() without provenance"}
     metrics.update({"wall_s": round(state.wall_s, 2), "device": str(device), "torch": torch.__version__,
+                    **distributed.describe(cfg.batch_size),
                     "n_ood": len(ood) if ood is not None else 0, "teacher_info": info, "config": cfg.to_dict()})
     return metrics
 
 
 def _write_samples(generator: nn.Module, path: Path, z_dim: int, device: str, n: int = 64) -> None:
-    """samples.png: a grid of n fixed-noise samples (``game.fixed_samples``), written atomically."""
-    x = game.fixed_samples(generator, n, z_dim, device)  # (n, C, H, W)
+    """samples.png: a grid of n fixed-noise samples (``game.fixed_samples``), written atomically by rank 0.
+
+    Every rank computes them: with global-batch BatchNorm the generator's forward is a collective."""
+    x = game.fixed_samples(unwrap(generator), n, z_dim, device)  # (n, C, H, W)
+    if not distributed.is_main():
+        return
     tmp = path.with_name(f".{path.name}.tmp.png")
     save_image(x.clamp(0, 1), tmp, nrow=8, padding=1, pad_value=1.0)
     tmp.replace(path)
@@ -302,39 +322,51 @@ def train(cfg: RunConfig, teacher: nn.Module | None = None, progress: bool = Tru
 
     A folder that already holds this run finished (``finished``) is not trained again: it is read with
     ``load_run``. ``teacher``: a frozen teacher to use instead of building ``cfg``'s (its ``info`` is recorded).
+    Under torchrun (``WORLD_SIZE`` > 1) it joins the process group and trains data-parallel
+    (``mosaic.distributed``): ``batch_size`` is the global batch, rank 0 alone writes the run folder.
     """
     out = Path(cfg.out_dir)
+    distributed.setup(cfg.device)  # one process: nothing to join
     if cfg.resume and finished(out, cfg):
         return load_run(out, device=cfg.device, teacher=teacher)
     preflight(cfg)  # nothing is created or trained before every check has passed
     if teacher is not None:
         check_teacher_module(cfg, teacher)
-    out.mkdir(parents=True, exist_ok=True)
-    with checkpoint.folder_lock(out), num_threads(cfg.threads):  # a second process on out_dir: RunLockedError
-        checkpoint.remove_temp_files(out)  # what a killed writer left (no live writer: we hold the lock)
+    with distributed.writer(out), num_threads(cfg.threads):  # rank 0 makes and locks out (RunLockedError)
         return _train(cfg, out, teacher, progress)
 
 
 def _train(cfg: RunConfig, out: Path, teacher: nn.Module | None, progress: bool) -> RunResult:
-    device = resolve_device(cfg.device)
+    device = distributed.setup(cfg.device)  # under torchrun on GPUs: this rank's cuda:LOCAL_RANK
+    main = distributed.is_main()
     # setup: seeds, teacher, data, players (this order fixes every random draw of the run)
     checkpoint.seed_everything(cfg.seed)
-    if teacher is None:
-        teacher, _ = build_teacher(cfg, device, progress)
+    with distributed.rank0_first():  # rank 0 trains/caches the teacher and downloads; the other ranks then read
+        if teacher is None:
+            teacher, _ = build_teacher(cfg, device, progress and main)
+        val = get_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download)
+        test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
     checkpoint.seed_everything(cfg.seed)  # the run's randomness does not depend on the teacher's cache state
-    val = get_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download)
-    test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
-    players = build_players(cfg, teacher, device)
+    players = build_players(cfg, teacher, device, parallel=True)
     schedulers = build_schedulers(players, cfg.steps, cfg.warmup_s)
     streams, batchers, ood = build_streams(cfg, teacher, device)
     # resume, play, evaluate, write: metrics.json last, so it marks a finished run
-    state = _resume(out, cfg, players, schedulers, batchers, device)
-    (out / "metrics.json").unlink(missing_ok=True)  # training again (resume=False): the folder is not finished now
-    state = _loop(cfg, out, state, players, streams, schedulers, batchers, val, device, progress)
-    metrics = _final_metrics(cfg, state, players, test, ood, device)
+    state = _resume(out, cfg, players, schedulers, batchers, device)  # every rank reads rank 0's checkpoint
+    distributed.barrier()  # every rank has read it before rank 0 changes the folder
+    if main:
+        (out / "metrics.json").unlink(missing_ok=True)  # training again (resume=False): the folder is not finished now
+    board = Board(out, main and cfg.logger == "tensorboard", first_step=state.step + 1)  # rank 0 alone writes
+    try:
+        state = _loop(cfg, out, state, players, streams, schedulers, batchers, val, device, progress, board)
+        metrics = _final_metrics(cfg, state, players, test, ood, device) if main else {}
+        board.metrics(metrics, state.step)
+    finally:
+        board.close()
     if players.generator is not None:
         _write_samples(players.generator, out / "samples.png", cfg.z_dim, device)
-    checkpoint.write_text_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
+    if main:
+        checkpoint.write_text_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
+    metrics, state.history = distributed.broadcast((metrics, state.history))  # every rank returns rank 0's
     return RunResult(cfg, metrics, state.history, players, ood, out)
 
 
@@ -384,8 +416,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metrics = train(RunConfig.from_dict(params)).metrics
     except USER_ERRORS as err:
         parser.exit(2, f"{parser.prog}: error: {err}\n")
-    print(json.dumps({k: metrics[k] for k in ("method", "student_acc", "student_miou", "teacher_acc", "teacher_miou",
-                                              "agreement", "wall_s") if k in metrics}))
+    if distributed.is_main():
+        print(json.dumps({k: metrics[k] for k in ("method", "student_acc", "student_miou", "teacher_acc",
+                                                  "teacher_miou", "agreement", "wall_s") if k in metrics}))
+    distributed.shutdown()  # under torchrun: leave the process group (a no-op on one process)
     return metrics
 
 

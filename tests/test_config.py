@@ -47,7 +47,8 @@ def test_from_namespace_picks_only_fields():
 def test_same_results_ignores_neutral_fields_and_int_float_spelling():
     cfg = RunConfig(lr_s=0.1, w_local=1.0)
     neutral = {"out_dir": "elsewhere", "device": "cpu", "eval_every": 3, "ckpt_every": 7, "resume": False,
-               "compile": True, "channels_last": True, "data_root": "d", "teacher_dir": "t", "download": True}
+               "compile": True, "channels_last": True, "data_root": "d", "teacher_dir": "t", "download": True,
+               "logger": "tensorboard"}
     assert set(neutral) == RunConfig.NEUTRAL
     assert cfg.same_results(cfg.replace(**neutral)) and cfg.same_results(cfg.replace(**neutral).to_dict())
     assert cfg.same_results({**cfg.to_dict(), "w_local": 1})  # an int in a saved dict is the same float

@@ -15,11 +15,12 @@ ROOT = Path(mosaic.__file__).parent
 
 # layer of each module (a package's modules share its layer); a module may import only its own layer or lower
 LAYERS = {
-    0: ("mosaic", "mosaic.spec", "mosaic.config", "mosaic.losses", "mosaic.checkpoint", "mosaic.paths", "mosaic.nnutil"),
+    0: ("mosaic", "mosaic.spec", "mosaic.config", "mosaic.losses", "mosaic.checkpoint", "mosaic.paths", "mosaic.nnutil",
+        "mosaic.distributed", "mosaic.board"),
     1: ("mosaic.data", "mosaic.models"),
     2: ("mosaic.evaluate", "mosaic.teacher", "mosaic.game", "mosaic.patches"),
     3: ("mosaic.build", "mosaic.train"),
-    4: ("mosaic.viz", "mosaic.grid", "mosaic.bench"),
+    4: ("mosaic.viz", "mosaic.grid", "mosaic.jobs", "mosaic.bench"),
 }
 
 
