@@ -138,19 +138,23 @@ def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_loca
 GENERATOR_TERMS = {"loss_local": "w_local", "loss_align": "w_align", "loss_balance": "w_balance", "loss_adv": "w_adv"}
 
 
-def input_grad_norms(terms: dict[str, torch.Tensor], x: torch.Tensor, cfg: RunConfig) -> dict[str, torch.Tensor]:
+def input_grad_norms(terms: dict[str, torch.Tensor], x: torch.Tensor, cfg: RunConfig,
+                     world: int = 1) -> dict[str, torch.Tensor]:
     """Which term drives the generator: for each weighted term w·L of ``terms``, the mean over the batch of
     the per-image norm of ∂(w·L)/∂x at the synthetic images x (B, C, H, W), as ``gx_local``, ``gx_align``, ...
 
     Read-only: the graph is kept for the generator's update, no parameter gradient is touched and no
     random number is drawn, so a run with these diagnostics has the same numbers as one without.
+    Under ``world`` > 1 processes each rank's terms are means over its slice (or, for the balance term,
+    its backward sums every rank's loss), so its gradients at x are ``world`` times those of one process
+    holding the global batch; dividing by ``world`` reports the one-process value.
     """
     out = {}
     for key, weight_name in GENERATOR_TERMS.items():
         weight = getattr(cfg, weight_name)
         if key in terms and weight > 0:
             (g,) = torch.autograd.grad(weight * terms[key], x, retain_graph=True)  # (B, C, H, W)
-            out["gx_" + key.removeprefix("loss_")] = g.detach().float().flatten(1).norm(dim=1).mean()
+            out["gx_" + key.removeprefix("loss_")] = g.detach().float().flatten(1).norm(dim=1).mean() / world
     return out
 
 
@@ -205,7 +209,7 @@ def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device, di
     with amp, no_param_grads(players.discriminator, players.student):
         terms = generator_losses(players, x, cfg, use_local, streams.shard)
     if diagnose:
-        out.update(input_grad_norms(terms, x, cfg))
+        out.update(input_grad_norms(terms, x, cfg, streams.shard.world))
     _update(terms["loss_g"], players.opt_g, players.scalers.get("g"))
     out.update({k: v.detach() for k, v in terms.items()})
     # 3. student ×kd_steps: KD on fresh synthetic samples joined with real OOD images
@@ -226,7 +230,7 @@ def datafree_step(players: Players, streams: Streams, cfg: RunConfig, device, di
     with amp, no_param_grads(players.student):
         x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device, streams.shard))  # (B, C, H, W)
         terms = generator_losses(players, x, cfg, use_local=False, shard=streams.shard)
-    out = input_grad_norms(terms, x, cfg) if diagnose else {}
+    out = input_grad_norms(terms, x, cfg, streams.shard.world) if diagnose else {}
     _update(terms["loss_g"], players.opt_g, players.scalers.get("g"))
     out.update({k: v.detach() for k, v in terms.items()})
     # 2. student ×kd_steps on synthetic samples only
