@@ -3,13 +3,13 @@
 Each cell trains notebook 02's default run (``steps`` iterations, no evaluation or checkpoint inside the
 loop) in a fresh process; "alone" runs one process, "shared" runs two identical processes at once, as
 when a second job (another run, a test suite, a notebook) shares the CPU. The teacher is trained or read
-from the cache first, outside the timed loop. Prints a table and writes CSV + markdown:
+from the cache first, outside the timed loop, and every cell distills that one file (``teacher_ckpt``). Prints a table and writes CSV + markdown:
 
     python benchmarks/threads_ab.py --threads 1 2 --steps 20
 
 ``loop_s`` is the loop's wall time (``metrics.json``'s wall_s) of each process; ``student_acc`` shows that
-the thread count changes the numbers (float reductions are split differently), so ``RunConfig.threads``
-is a results field. Compare ratios within one table, never absolute times across machines or runs.
+the loop's thread count alone changes the numbers (float reductions are split differently), so
+``RunConfig.threads`` is a results field. Compare ratios within one table, never absolute times across machines or runs.
 """
 from __future__ import annotations
 
@@ -27,14 +27,15 @@ from mosaic.build import build_teacher
 from mosaic.config import RunConfig
 
 
-def run_cells(threads: int, copies: int, steps: int, root: Path) -> list[dict]:
-    """``copies`` processes at once, each training the default run at ``threads`` threads; their metrics."""
+def run_cells(threads: int, copies: int, steps: int, root: Path, teacher: str) -> list[dict]:
+    """``copies`` processes at once, each training the default run at ``threads`` threads (teacher file
+    ``teacher``, the same for every cell); their metrics."""
     procs, dirs = [], []
     for i in range(copies):
         out = root / f"t{threads}_x{copies}_{i}"
         dirs.append(out)
         args = [sys.executable, "-m", "mosaic.train", "--steps", str(steps), "--eval_every", "0", "--ckpt_every", "0",
-                "--threads", str(threads), "--resume", "false", "--out_dir", str(out)]
+                "--threads", str(threads), "--teacher_ckpt", teacher, "--resume", "false", "--out_dir", str(out)]
         procs.append(subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     for p in procs:
         if p.wait():
@@ -54,9 +55,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--runs", default="runs/threads_ab")
     p.add_argument("--out", default="benchmarks/threads_ab_cpu")
     a = p.parse_args(argv)
-    for t in a.threads:  # every teacher the cells need, trained outside the timed loops
-        build_teacher(RunConfig(threads=t), "cpu", progress=False)
-    rows = [r for copies in (1, 2) for t in a.threads for r in run_cells(t, copies, a.steps, Path(a.runs))]
+    _, info = build_teacher(RunConfig(), "cpu", progress=False)  # the default teacher, trained outside the loops
+    rows = [r for copies in (1, 2) for t in a.threads for r in run_cells(t, copies, a.steps, Path(a.runs), info["path"])]
     df = pd.DataFrame(rows)
     df.to_csv(f"{a.out}.csv", index=False)
     md = (f"# Loop time against torch threads ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()})\n\n"
