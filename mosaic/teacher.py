@@ -1,9 +1,11 @@
 """Teachers: train with validation-based selection, cache on disk, and freeze once where built.
 
-A cached teacher lives at ``{cache_dir}/{dataset}_{arch}_e{epochs}_s{seed}.pt`` with its state
-dict, its training parameters and its val/test accuracy (a segmentation teacher: val/test mIoU, keys
-``val_miou``/``test_miou``). The test split is measured for reporting only; the kept epoch is chosen on
-the validation split.
+A cached teacher lives at ``{cache_dir}/{dataset}_{arch}_e{epochs}_s{seed}[_t{threads}].pt`` (``_tN`` when
+trained at N != 1 threads) with its state dict, its training parameters and its val/test accuracy (a
+segmentation teacher: val/test mIoU, keys ``val_miou``/``test_miou``). ``epochs=0`` means auto: enough
+epochs for ``AUTO_ITERATIONS`` SGD iterations, so the budget follows the data (the file name holds the
+resolved count). The test split is measured for reporting only; the kept epoch is chosen on the
+validation split.
 """
 from __future__ import annotations
 
@@ -80,14 +82,13 @@ def _metric(info: dict) -> str:
 def warn_if_weak(info: dict) -> None:
     """``WeakTeacherWarning`` when the teacher trained for fewer iterations than the auto budget."""
     iterations = info.get("iterations")
-    if iterations is not None and iterations < AUTO_ITERATIONS:
-        c = info["config"]
-        warnings.warn(f"the {c['arch']} teacher on {c['dataset']} trained for {iterations} SGD iterations "
-                      f"({c['epochs']} epochs; val {_metric(info)} {info.get('val_acc', info.get('val_miou')):.2f}%, per epoch {info.get('val_curve')}), "
-                      f"fewer than the auto budget of {AUTO_ITERATIONS} (benchmarks/teacher_budget_cpu.md): a weak teacher "
-                      "caps every student. "
-                      "Set teacher_epochs=0 (auto) or more epochs", WeakTeacherWarning, stacklevel=3)
-
+    if iterations is None or iterations >= AUTO_ITERATIONS:
+        return
+    c, val = info["config"], info.get("val_acc", info.get("val_miou"))
+    warnings.warn(f"the {c['arch']} teacher on {c['dataset']} trained for {iterations} SGD iterations ({c['epochs']} "
+                  f"epochs; val {_metric(info)} {val:.2f}%, per epoch {info.get('val_curve')}), fewer than the auto "
+                  f"budget of {AUTO_ITERATIONS} (benchmarks/teacher_budget_cpu.md): a weak teacher caps every "
+                  "student. Set teacher_epochs=0 (auto) or more epochs", WeakTeacherWarning, stacklevel=3)
 
 
 def train_teacher(cfg: TeacherConfig, device: str | torch.device = "cpu", progress: bool = True) -> tuple[nn.Module, dict]:
