@@ -208,8 +208,8 @@ def iterate(players: game.Players, streams: game.Streams, schedulers: dict, cfg:
     """One iteration of the loop, as ``train`` runs it: ``game.step``, the schedules, the NaN guard.
 
     Returns the history row of step ``step`` (1-based); on evaluation steps (every ``eval_every`` game
-    iterations) the row also holds the generator terms' gradient norms at x (``gx_*``). Raises NonFiniteLossError (with the row) when a
-    loss is NaN/inf. Steps 1..cfg.warmup_gan are patch-GAN warm-up iterations (no schedule steps); the
+    iterations) the row also holds the generator terms' gradient norms at x (``gx_*``). Raises
+    NonFiniteLossError (with the row) when a loss is NaN/inf. Steps 1..cfg.warmup_gan are patch-GAN warm-up iterations (no schedule steps); the
     game's own iterations follow. The benchmarks time this function, so they time the loop users run.
     """
     warmup = step <= cfg.warmup_gan
