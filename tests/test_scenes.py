@@ -6,6 +6,7 @@ import torch
 from mosaic.data import DATASETS, DatasetNotFoundError, dataset_spec, get_dataset
 from mosaic.data.registry import SCENE_COUNTS
 from mosaic.data.scenes import compose_scenes
+from mosaic.data.photos import write_sample_photos
 
 
 def toy_items(m=6, c=1, h=5, w=4, seed=0):
@@ -115,13 +116,14 @@ def test_fmnist_scenes_splits_use_disjoint_items_and_are_seeded(fmnist_scenes):
     assert not torch.equal(fmnist_scenes["val"].images[:100], fmnist_scenes["test"].images[:100])
 
 
-def test_ood_scenes_from_a_classification_set_and_a_folder():
+def test_ood_scenes_from_a_classification_set_and_a_folder(tmp_path):
     ood = get_dataset("scenes:mnist5k", "train", n=40)
     assert ood.labels is None and ood.images.shape == (40, 1, 64, 64) and ood.spec.num_classes == 0
     assert dataset_spec("scenes:mnist5k").size == 64 and "scenes:NAME" in DATASETS
     again = get_dataset("scenes:mnist5k", "train", n=40)
     assert torch.equal(ood.images, again.images)
-    photos = get_dataset("scenes:folder:data/skimage_photos", "train", n=10, size=48)
+    folder = write_sample_photos(tmp_path / "photos")  # a clean clone has no data/skimage_photos yet
+    photos = get_dataset(f"scenes:folder:{folder}", "train", n=10, size=48)
     assert photos.images.shape == (10, 3, 48, 48) and dataset_spec("scenes:folder:x").channels == 3
     with pytest.raises(ValueError, match="items come from a classification dataset or folder:PATH"):
         get_dataset("scenes:fmnist_scenes", "train")
