@@ -14,7 +14,24 @@ from torch import nn
 from mosaic.spec import ImageSpec
 
 
-class Classifier(nn.Module):
+class Frozen(nn.Module):
+    """A network that can be frozen once (a teacher): ``freeze()`` pins eval mode and drops parameter
+    gradients; ``.train()`` from a parent cannot flip it back. Subclasses set ``self.frozen = False``."""
+
+    frozen: bool
+
+    def freeze(self):
+        """Eval mode for good and no parameter gradients (a teacher, frozen once where it is built)."""
+        self.frozen = True
+        self.requires_grad_(False)
+        return self.eval()
+
+    def train(self, mode: bool = True):
+        """nn.Module.train, except that a frozen network stays in eval mode (parents cannot flip it)."""
+        return super().train(mode and not self.frozen)
+
+
+class Classifier(Frozen):
     """Normalise -> features -> linear head.
 
     forward(x):          x (B, C, S, S) in [0, 1]  ->  logits (B, K),     K = spec.num_classes
@@ -41,16 +58,6 @@ class Classifier(nn.Module):
         self.head = nn.Linear(feature_dim, spec.num_classes)
         self.frozen = False  # a frozen classifier (a teacher) stays in eval mode: .train() cannot flip it back
         init_weights(self)
-
-    def freeze(self) -> "Classifier":
-        """Eval mode for good and no parameter gradients (a teacher, frozen once where it is built)."""
-        self.frozen = True
-        self.requires_grad_(False)
-        return self.eval()
-
-    def train(self, mode: bool = True) -> "Classifier":
-        """nn.Module.train, except that a frozen classifier stays in eval mode (parents cannot flip it)."""
-        return super().train(mode and not self.frozen)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> (B, C, H, W) standardised with the spec's mean/std."""

@@ -23,13 +23,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mosaic.models.base import init_weights
+from mosaic.models.base import Frozen, init_weights
 from mosaic.models.cnn import conv_bn_relu
 from mosaic.models.pool import MaxPool2x2
 from mosaic.spec import ImageSpec
 
 
-class Segmenter(nn.Module):
+class Segmenter(Frozen):
     """Normalise -> (grey to RGB for 3-channel networks) -> network -> logits (B, K, H, W).
 
     ``mean``/``std`` are non-persistent buffers (the spec is the single source of truth, the state
@@ -48,16 +48,6 @@ class Segmenter(nn.Module):
         self.register_buffer("std", torch.tensor(spec.std).view(1, -1, 1, 1), persistent=False)
         self.net = net
         self.frozen = False
-
-    def freeze(self) -> "Segmenter":
-        """Eval mode for good and no parameter gradients (a teacher, frozen once where it is built)."""
-        self.frozen = True
-        self.requires_grad_(False)
-        return self.eval()
-
-    def train(self, mode: bool = True) -> "Segmenter":
-        """nn.Module.train, except that a frozen segmenter stays in eval mode (parents cannot flip it)."""
-        return super().train(mode and not self.frozen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [0, 1] -> logits (B, K, H, W)."""
