@@ -45,10 +45,11 @@ class Board:
             self.writer.add_image("samples", make_grid(images.clamp(0, 1), nrow=8, padding=1, pad_value=1.0), step)
 
     def metrics(self, metrics: Mapping[str, Any], step: int) -> None:
-        """The final evaluation numbers (test accuracy, agreement, val-selected accuracy) under ``final/``."""
+        """The final evaluation numbers (test accuracy or mIoU, agreement, the val-selected student's) under ``final/``."""
         if self.writer is None:
             return
-        for key in ("student_acc", "student_acc_valsel", "teacher_acc", "agreement"):
+        for key in ("student_acc", "student_acc_valsel", "teacher_acc", "student_miou", "student_miou_valsel",
+                    "teacher_miou", "pixel_acc", "agreement"):
             if isinstance(metrics.get(key), (int, float)):
                 self.writer.add_scalar(f"final/{key}", metrics[key], step)
 

@@ -125,7 +125,7 @@ def evaluate_segmentation(student: nn.Module, teacher: nn.Module, data: ImageDat
                           device: str | torch.device = "cpu") -> dict[str, object]:
     """student_miou, teacher_miou, pixel_acc (student), teacher_pixel_acc, agreement (mIoU of the student
     against the teacher's argmax taken as labels, over every pixel, void ones too: both networks predict
-    there) and per_class_iou (student), all in percent."""
+    there), per_class_iou (student) and teacher_per_class_iou, all in percent."""
     cms = segmentation_confusion({"student": student, "teacher": teacher}, data, batch_size, device)
     return {
         "student_miou": mean_iou(cms["student"]),
@@ -134,7 +134,24 @@ def evaluate_segmentation(student: nn.Module, teacher: nn.Module, data: ImageDat
         "teacher_pixel_acc": pixel_accuracy(cms["teacher"]),
         "agreement": mean_iou(cms["agreement"]),
         "per_class_iou": iou_per_class(cms["student"]),
+        "teacher_per_class_iou": iou_per_class(cms["teacher"]),
     }
+
+
+@torch.no_grad()
+def predict_masks(model: nn.Module, x: torch.Tensor, batch_size: int = 64, device: str | torch.device = "cpu") -> torch.Tensor:
+    """Per-pixel argmax of a segmenter on images x (B, C, H, W) in [0, 1], in eval mode (its mode restored after):
+    label maps (B, H, W) long on the CPU, in batches of ``batch_size``."""
+    with eval_mode(model):
+        return torch.cat([model(x[k:k + batch_size].to(device)).argmax(dim=1).cpu()
+                          for k in range(0, x.shape[0], batch_size)])  # (B, K, H, W) -> (B, H, W)
+
+
+def score_name(spec) -> str:
+    """The name of ``score``'s number for images of ``spec`` (an ``ImageSpec``): 'acc' (top-1) or 'miou'
+    (segmentation). Keys built from it (``val_acc``/``val_miou``, ``student_acc_valsel``/``student_miou_valsel``)
+    say which number a column holds."""
+    return "miou" if spec.task == "segmentation" else "acc"
 
 
 def score(model: nn.Module, data: ImageData, batch_size: int = 512, device: str | torch.device = "cpu") -> float:
@@ -145,4 +162,4 @@ def score(model: nn.Module, data: ImageData, batch_size: int = 512, device: str 
 
 
 __all__ = ["predict", "accuracy", "evaluate", "confusion_matrix", "iou_per_class", "mean_iou", "pixel_accuracy",
-           "segmentation_confusion", "evaluate_segmentation", "score"]
+           "segmentation_confusion", "evaluate_segmentation", "predict_masks", "score", "score_name"]

@@ -4,7 +4,8 @@
 reads a finished run folder back, whatever its config, and never trains. What a run folder holds:
   {out_dir}/checkpoint.pt   every network, optimiser, scheduler, scaler, RNG and batcher state,
                             the step, the history and the config (atomic; resume-exact on CPU)
-  {out_dir}/history.csv     one row per step (losses, lr, val_acc every eval_every steps)
+  {out_dir}/history.csv     one row per step (losses, lr; every eval_every steps the student's val score:
+                            val_acc, top-1, or val_miou on a segmentation task)
   {out_dir}/metrics.json    final metrics + the exact config
   {out_dir}/samples.png     a grid of synthetic images (generator methods)
 train() writes these files; ``mosaic.grid`` adds an executed notebook copy when it runs a grid through
@@ -38,7 +39,7 @@ from mosaic.build import (build_ood, build_players, build_schedulers, build_stre
                           check_teacher_module, modules, optimizers, preflight, teacher_config, unwrap)
 from mosaic.config import RunConfig, resolve_device
 from mosaic.data import ImageData, get_dataset
-from mosaic.evaluate import accuracy, evaluate
+from mosaic.evaluate import evaluate, score, score_name
 from mosaic.models import get_model
 from mosaic.nnutil import num_threads
 from mosaic.teacher import cache_path, load_teacher
@@ -68,7 +69,8 @@ class LoopState:
 
     step: int = 0  # outer iterations done
     history: list[dict[str, float]] = field(default_factory=list)  # one row per step
-    best: dict[str, Any] = field(default_factory=lambda: {"val_acc": -1.0, "step": -1, "student": None})
+    # the student with the best val score so far, under the history's key for it (val_acc / val_miou)
+    best: dict[str, Any] = field(default_factory=lambda: {"step": -1, "student": None})
     wall_s: float = 0.0  # training seconds so far (resumed runs add up)
 
 
@@ -244,11 +246,14 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
           board: Board | None = None) -> LoopState:
     """Iterate from ``state.step`` to ``warmup_gan + steps``: evaluate every eval_every game iterations,
     checkpoint every ckpt_every iterations, send each row (and, at evaluations, a sample grid) to ``board``.
+    An evaluation scores the student on ``val`` with the task's number (``evaluate.score``: top-1, or mIoU on
+    a segmentation task), written to the row as ``val_acc`` / ``val_miou``; the best one is kept for selection.
     In a multi-process run rank 0 alone evaluates (its plain student, no collective) and writes; the other
     ranks go on to the next step's all-reduce."""
     t0 = time.perf_counter() - state.wall_s
     total = cfg.warmup_gan + cfg.steps
     main = distributed.is_main()
+    key = f"val_{score_name(val.spec)}"  # val_acc, or val_miou on a segmentation task
     bar = tqdm(range(state.step, total), initial=state.step, total=total, desc=cfg.method,
                disable=not (progress and main))
     for it in bar:
@@ -266,10 +271,10 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
         game_step = state.step - cfg.warmup_gan  # <= 0 during the warm-up: nothing to evaluate yet
         evaluate_now = (cfg.eval_every and game_step > 0 and game_step % cfg.eval_every == 0) or done
         if main and evaluate_now:
-            row["val_acc"] = accuracy(unwrap(players.student), val, device=device)
-            if row["val_acc"] > state.best["val_acc"]:
-                state.best = {"val_acc": row["val_acc"], "step": state.step, "student": _snapshot(players.student)}
-            bar.set_postfix(loss_s=f"{row.get('loss_s', math.nan):.3f}", val_acc=f"{row['val_acc']:.1f}")
+            row[key] = score(unwrap(players.student), val, device=device)
+            if row[key] > state.best.get(key, -1.0):
+                state.best = {key: row[key], "step": state.step, "student": _snapshot(players.student)}
+            bar.set_postfix({"loss_s": f"{row.get('loss_s', math.nan):.3f}", key: f"{row[key]:.1f}"})
         if board is not None:
             board.row(row)
             if evaluate_now and cfg.logger == "tensorboard" and players.generator is not None:  # every rank: BN may sync
@@ -288,16 +293,21 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
 
 def _final_metrics(cfg: RunConfig, state: LoopState, players: game.Players, test: ImageData,
                    ood: ImageData | None, device: str) -> dict[str, Any]:
-    """The last student (the headline) and the val-selected one on the test split, with provenance."""
+    """The last student (the headline) and the val-selected one on the test split, with provenance.
+
+    The val-selected student is scored with the number it was selected on: ``student_acc_valsel`` (top-1) or,
+    on a segmentation task, ``student_miou_valsel`` (mIoU), with ``valsel_step`` and ``valsel_val_acc`` /
+    ``valsel_val_miou``."""
     teacher = players.teacher
+    name = score_name(test.spec)  # acc | miou
     metrics = {"method": cfg.method, "dataset": cfg.dataset, "ood": cfg.ood, "steps": cfg.steps,
                **evaluate(unwrap(players.student), teacher, test, device=device)}
     if state.best["student"] is not None:
         selected = get_model(cfg.student, teacher.spec).to(device)
         selected.load_state_dict(state.best["student"])
-        metrics["student_acc_valsel"] = accuracy(selected, test, device=device)
+        metrics[f"student_{name}_valsel"] = score(selected, test, device=device)
         metrics["valsel_step"] = state.best["step"]
-        metrics["valsel_val_acc"] = state.best["val_acc"]
+        metrics[f"valsel_val_{name}"] = state.best[f"val_{name}"]
     info = getattr(teacher, "info", None) or {"source": "a module passed to train() without provenance"}
     metrics.update({"wall_s": round(state.wall_s, 2), "device": str(device), "torch": torch.__version__,
                     **distributed.describe(cfg.batch_size),

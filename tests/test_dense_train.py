@@ -1,5 +1,5 @@
 """The training loop on the dense task, end to end: fmnist_scenes (shrunk to 256 / 64 / 64 scenes) with
-scenes:mnist5k as OOD and the small segmenter pair; metrics.json, resume after SIGKILL."""
+scenes:mnist5k as OOD and the small segmenter pair; metrics.json, selection on val mIoU, resume after SIGKILL."""
 import json
 import signal
 import subprocess
@@ -11,6 +11,8 @@ import torch
 
 from mosaic.config import RunConfig
 from mosaic.data import DatasetNotFoundError, get_dataset, registry
+from mosaic.evaluate import score
+from mosaic.models import get_model
 from mosaic.train import train
 
 pytestmark = pytest.mark.slow
@@ -46,8 +48,10 @@ def tiny(tmp_path, teacher_dir, **kw) -> RunConfig:
 def test_a_dense_run_writes_segmentation_metrics(tmp_path, teacher_dir, method):
     res = train(tiny(tmp_path, teacher_dir, method=method), progress=False)
     m = json.loads((res.out_dir / "metrics.json").read_text())
-    for key in ("student_miou", "teacher_miou", "pixel_acc", "agreement", "per_class_iou", "student_acc_valsel"):
+    for key in ("student_miou", "teacher_miou", "pixel_acc", "agreement", "per_class_iou", "student_miou_valsel",
+                "valsel_val_miou"):
         assert key in m, key
+    assert "student_acc_valsel" not in m and "valsel_val_acc" not in m  # no pixel accuracy under a selection name
     assert 0 <= m["student_miou"] <= 100 and 0 <= m["agreement"] <= 100 and len(m["per_class_iou"]) == 11
     assert m["teacher_info"]["val_miou"] >= 0 and m["method"] == method
     assert (res.out_dir / "samples.png").exists() == (method == "mosaickd")
@@ -77,6 +81,24 @@ def test_dense_resume_after_sigkill_equals_uninterrupted_run(tmp_path, teacher_d
     assert killed_at < steps, "the run finished before it was killed; make it longer"
     res = train(cfg, progress=False)
     assert res.history == ref.history
-    for k in ("student_miou", "teacher_miou", "pixel_acc", "agreement", "per_class_iou", "student_acc_valsel",
+    for k in ("student_miou", "teacher_miou", "pixel_acc", "agreement", "per_class_iou", "student_miou_valsel",
               "valsel_step"):
         assert res.metrics[k] == ref.metrics[k], k
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_dense_run_records_and_selects_the_student_on_val_miou(tmp_path, teacher_dir):
+    res = train(tiny(tmp_path, teacher_dir, method="kd_ood", steps=6, eval_every=2, lr_s=0.3), progress=False)
+    evals = [r for r in res.history if "val_miou" in r]
+    assert [r["step"] for r in evals] == [2, 4, 6] and not any("val_acc" in r for r in res.history)
+    assert "val_miou" in (res.out_dir / "history.csv").read_text().splitlines()[0]
+    val, test = get_dataset("fmnist_scenes", "val"), get_dataset("fmnist_scenes", "test")
+    assert evals[-1]["val_miou"] == pytest.approx(score(res.players.student, val))  # the final student's val mIoU
+    best = max(evals, key=lambda r: r["val_miou"])  # the first of equal maxima, as the loop keeps it
+    m = res.metrics
+    assert m["valsel_step"] == best["step"] and m["valsel_val_miou"] == best["val_miou"]
+    kept = torch.load(res.out_dir / "checkpoint.pt", weights_only=False)["best"]
+    assert kept["step"] == best["step"] and kept["val_miou"] == best["val_miou"]
+    selected = get_model("segnet_small_half", res.players.teacher.spec)
+    selected.load_state_dict(kept["student"])
+    assert m["student_miou_valsel"] == pytest.approx(score(selected, test))  # test mIoU of the selected student

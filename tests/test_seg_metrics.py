@@ -76,6 +76,7 @@ def test_evaluate_segmentation_against_a_confusion_matrix_of_all_pixels():
     keep = y != 255
     wrong = (y == 2) & keep
     assert out["teacher_miou"] == pytest.approx(100.0) and out["teacher_pixel_acc"] == pytest.approx(100.0)
+    assert out["teacher_per_class_iou"] == pytest.approx([100.0] * 4)
     assert out["pixel_acc"] == pytest.approx(100.0 * (1 - wrong.sum().item() / keep.sum().item()))
     # class 2 is never predicted: IoU 0; class 0 absorbs its pixels: n0 / (n0 + n2); others perfect
     n0, n2 = ((y == 0) & keep).sum().item(), wrong.sum().item()
@@ -108,3 +109,18 @@ def test_batcher_crops_and_flips_masks_with_their_pixels():
     pad = value == 0
     assert pad.any() and (y[pad] == 255).all()  # the padding is void
     assert torch.equal((value[~pad] - 10) // 40, y[~pad])  # every other pixel keeps its own label
+
+
+def test_score_name_and_predict_masks():
+    data = scene_data()
+    assert ev.score_name(data.spec) == "miou" and ev.score_name(ImageSpec(1, 8, (0.5,), (0.25,), 4)) == "acc"
+    x = data.images.float() / 255
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4)).train()
+    with torch.no_grad():
+        net[1].running_mean.fill_(0.3)  # eval mode (running statistics) gives other maps than batch statistics
+        ref = net.eval()(x).argmax(dim=1)  # (N, H, W)
+    net.train()
+    masks = ev.predict_masks(net, x, batch_size=2)
+    assert masks.shape == (5, 8, 8) and masks.dtype == torch.long and torch.equal(masks, ref)
+    assert net.training  # its mode is restored
+    assert torch.equal(ev.predict_masks(Oracle(4), x), data.images[:, 0].long() // 40)
