@@ -1,11 +1,12 @@
 """Teachers: train with validation-based selection, cache on disk, and freeze once where built.
 
-A cached teacher lives at ``{cache_dir}/{dataset}_{arch}_e{epochs}_s{seed}[_t{threads}].pt`` (``_tN`` when
-trained at N != 1 threads) with its state dict, its training parameters and its val/test accuracy (a
-segmentation teacher: val/test mIoU, keys ``val_miou``/``test_miou``). ``epochs=0`` means auto: enough
-epochs for ``AUTO_ITERATIONS`` SGD iterations, so the budget follows the data (the file name holds the
-resolved count). The test split is measured for reporting only; the kept epoch is chosen on the
-validation split.
+A cached teacher lives at ``{cache_dir}/{dataset}_{arch}_e{epochs}_s{seed}[_b{batch}][_t{threads}].pt``
+(``_bN`` when trained at a batch other than its task's auto batch, ``_tN`` at N != 1 threads) with its
+state dict, its training parameters and its val/test accuracy (a segmentation teacher: val/test mIoU,
+keys ``val_miou``/``test_miou``). The budget is counted in SGD iterations at a batch, per task
+(``AUTO_BUDGETS``): ``batch_size=0`` means the task's batch, ``epochs=0`` enough epochs for the task's
+iterations, so the budget follows the data (the file name holds the resolved count). The test split is
+measured for reporting only; the kept epoch is chosen on the validation split.
 """
 from __future__ import annotations
 
@@ -20,26 +21,38 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from mosaic import checkpoint, losses
-from mosaic.data import Batcher, get_dataset
-from mosaic.evaluate import score
+from mosaic.data import Batcher, dataset_spec, get_dataset
+from mosaic.evaluate import score, score_name
 from mosaic.models import Classifier, get_model
 from mosaic.nnutil import cosine_schedule, num_threads
 
-# SGD iterations of a teacher whose ``epochs`` is 0 (auto), whatever its dataset's size; small datasets get many
-# epochs, large ones few. Chosen with benchmarks/teacher_budget.py (its table: benchmarks/teacher_budget_cpu.md).
+# SGD iterations of a classification teacher whose ``epochs`` is 0 (auto), at batch AUTO_BATCH, whatever its
+# dataset's size; small datasets get many epochs, large ones few. Chosen with benchmarks/teacher_budget.py (its
+# table: benchmarks/teacher_budget_cpu.md).
 AUTO_ITERATIONS = 8000
+AUTO_BATCH = 128
+# The same for a segmentation teacher: fewer, smaller batches (one segnet_small step at batch 128 costs about 13
+# lenet5 steps on a CPU). Chosen with benchmarks/teacher_budget.py on fmnist_scenes (benchmarks/teacher_budget_seg_cpu.md).
+DENSE_AUTO_ITERATIONS = 1248
+DENSE_AUTO_BATCH = 32
+
+
+def auto_budget(task: str) -> tuple[int, int]:
+    """(SGD iterations, batch) of an auto-budget teacher of ``task`` (classification | segmentation)."""
+    return (DENSE_AUTO_ITERATIONS, DENSE_AUTO_BATCH) if task == "segmentation" else (AUTO_ITERATIONS, AUTO_BATCH)
 
 
 class WeakTeacherWarning(UserWarning):
-    """A teacher trained for fewer iterations than ``AUTO_ITERATIONS``: its accuracy may be far below its reach."""
+    """A teacher trained on fewer images than its task's auto budget (``auto_budget``: iterations x batch): its
+    accuracy (or mIoU) may be far below its reach."""
 
 
 @dataclass
 class TeacherConfig:
     dataset: str = "fmnist"  # in-domain dataset
     arch: str = "lenet5"  # classifier name
-    epochs: int = 0  # passes over the train split (val carved out of it); 0: auto, AUTO_ITERATIONS SGD steps
-    batch_size: int = 128  # SGD batch
+    epochs: int = 0  # passes over the train split (val carved out of it); 0: auto, the task's auto_budget iterations
+    batch_size: int = 0  # SGD batch; 0: auto, the task's (128 classification, 32 segmentation: auto_budget)
     lr: float = 0.05  # SGD lr, cosine to 0
     momentum: float = 0.9  # SGD momentum
     wd: float = 5e-4  # weight decay
@@ -62,17 +75,21 @@ def auto_epochs(n_train: int, batch_size: int, iterations: int | None = None) ->
 
 
 def resolve(cfg: TeacherConfig) -> TeacherConfig:
-    """``cfg`` with its epochs decided: as given, or ``auto_epochs`` for its dataset's train split when 0."""
+    """``cfg`` with its batch and epochs decided: as given, else the task's ``auto_budget`` batch, and
+    ``auto_epochs`` of the task's iterations for its dataset's train split."""
+    iterations, batch = auto_budget(dataset_spec(cfg.dataset).task)
+    cfg = dataclasses.replace(cfg, batch_size=cfg.batch_size or batch)
     if cfg.epochs:
         return cfg
     n_train = len(get_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download))
-    return dataclasses.replace(cfg, epochs=auto_epochs(n_train, cfg.batch_size))
+    return dataclasses.replace(cfg, epochs=auto_epochs(n_train, cfg.batch_size, iterations))
 
 
 def cache_path(cfg: TeacherConfig, cache_dir: str | Path) -> Path:
     cfg = resolve(cfg)
+    batch = f"_b{cfg.batch_size}" if cfg.batch_size != auto_budget(dataset_spec(cfg.dataset).task)[1] else ""
     threads = f"_t{cfg.threads}" if cfg.threads != 1 else ""
-    return Path(cache_dir) / f"{cfg.dataset}_{cfg.arch}_e{cfg.epochs}_s{cfg.seed}{threads}.pt"
+    return Path(cache_dir) / f"{cfg.dataset}_{cfg.arch}_e{cfg.epochs}_s{cfg.seed}{batch}{threads}.pt"
 
 
 def _metric(info: dict) -> str:
@@ -80,15 +97,21 @@ def _metric(info: dict) -> str:
 
 
 def warn_if_weak(info: dict) -> None:
-    """``WeakTeacherWarning`` when the teacher trained for fewer iterations than the auto budget."""
+    """``WeakTeacherWarning`` when the teacher saw fewer training images (iterations x batch) than its task's auto
+    budget (``auto_budget``), so a teacher trained at another batch is judged by the same amount of data."""
     iterations = info.get("iterations")
-    if iterations is None or iterations >= AUTO_ITERATIONS:
+    c = info["config"]
+    task = "segmentation" if "val_miou" in info else "classification"
+    auto_iterations, auto_batch = auto_budget(task)
+    if iterations is None or iterations * c["batch_size"] >= auto_iterations * auto_batch:
         return
-    c, val = info["config"], info.get("val_acc", info.get("val_miou"))
-    warnings.warn(f"the {c['arch']} teacher on {c['dataset']} trained for {iterations} SGD iterations ({c['epochs']} "
-                  f"epochs; val {_metric(info)} {val:.2f}%, per epoch {info.get('val_curve')}), fewer than the auto "
-                  f"budget of {AUTO_ITERATIONS} (benchmarks/teacher_budget_cpu.md): a weak teacher caps every "
-                  "student. Set teacher_epochs=0 (auto) or more epochs", WeakTeacherWarning, stacklevel=3)
+    val = info.get("val_acc", info.get("val_miou"))
+    table = "teacher_budget_seg_cpu.md" if task == "segmentation" else "teacher_budget_cpu.md"
+    warnings.warn(f"the {c['arch']} teacher on {c['dataset']} trained for {iterations} SGD iterations at batch "
+                  f"{c['batch_size']} ({c['epochs']} epochs; val {_metric(info)} {val:.2f}%, per epoch "
+                  f"{info.get('val_curve')}), fewer images than the {task} auto budget of {auto_iterations} at batch "
+                  f"{auto_batch} (benchmarks/{table}): a weak teacher caps every student. Set teacher_epochs=0 "
+                  "(auto) or more epochs", WeakTeacherWarning, stacklevel=3)
 
 
 def train_teacher(cfg: TeacherConfig, device: str | torch.device = "cpu", progress: bool = True) -> tuple[nn.Module, dict]:
@@ -103,7 +126,7 @@ def _train_teacher(cfg: TeacherConfig, device: str | torch.device, progress: boo
     train = get_dataset(cfg.dataset, "train", root=cfg.data_root, download=cfg.download)
     val = get_dataset(cfg.dataset, "val", root=cfg.data_root, download=cfg.download)
     model = get_model(cfg.arch, train.spec).to(device)
-    metric = "miou" if train.spec.task == "segmentation" else "acc"  # what the kept epoch is chosen on (percent)
+    metric = score_name(train.spec)  # what the kept epoch is chosen on (percent): acc, or miou when dense
     batch_size = min(cfg.batch_size, len(train))
     iters_per_epoch = max(1, len(train) // batch_size)
     total = cfg.epochs * iters_per_epoch
@@ -203,5 +226,6 @@ def get_teacher(cfg: TeacherConfig, cache_dir: str | Path = "checkpoints/teacher
     return _with_info(model, {**info, "path": str(path), "cached": False})
 
 
-__all__ = ["TeacherConfig", "AUTO_ITERATIONS", "WeakTeacherWarning", "auto_epochs", "resolve", "warn_if_weak", "freeze", "train_teacher", "get_teacher", "load_teacher", "cache_path",
+__all__ = ["TeacherConfig", "AUTO_ITERATIONS", "AUTO_BATCH", "DENSE_AUTO_ITERATIONS", "DENSE_AUTO_BATCH", "auto_budget",
+           "WeakTeacherWarning", "auto_epochs", "resolve", "warn_if_weak", "freeze", "train_teacher", "get_teacher", "load_teacher", "cache_path",
            "read_teacher_file", "teacher_fields", "check_teacher_file"]

@@ -7,6 +7,7 @@ import torch
 
 from mosaic import game, teacher as T
 from mosaic.config import RunConfig
+from mosaic.data import DatasetNotFoundError
 from mosaic.nnutil import num_threads
 from mosaic.train import train
 
@@ -116,3 +117,46 @@ def test_a_short_teacher_warns_and_an_auto_one_does_not(tmp_path, monkeypatch):
         warnings.simplefilter("error", T.WeakTeacherWarning)
         _, info = T.get_teacher(T.TeacherConfig(dataset="digits", arch="cnn_half"), tmp_path, progress=False)
     assert info["config"]["epochs"] == 4 and info["iterations"] == 40
+
+
+def test_each_task_has_its_own_auto_budget_and_batch():
+    assert T.auto_budget("classification") == (T.AUTO_ITERATIONS, T.AUTO_BATCH) == (8000, 128)
+    assert T.auto_budget("segmentation") == (T.DENSE_AUTO_ITERATIONS, T.DENSE_AUTO_BATCH) == (1248, 32)
+    assert T.TeacherConfig().batch_size == 0  # auto: the task's batch
+    assert T.resolve(T.TeacherConfig(epochs=7)).batch_size == 128  # classification: as before
+    assert T.resolve(T.TeacherConfig(dataset="fmnist_scenes", arch="segnet_small", epochs=2)).batch_size == 32
+    dense = T.TeacherConfig(dataset="fmnist_scenes", arch="segnet_small", epochs=4)
+    assert T.cache_path(dense, "c").name == "fmnist_scenes_segnet_small_e4_s0.pt"  # the task's batch: no suffix
+    assert T.cache_path(T.TeacherConfig(dataset="fmnist_scenes", arch="segnet_small", epochs=4, batch_size=64),
+                        "c").name == "fmnist_scenes_segnet_small_e4_s0_b64.pt"
+    assert T.cache_path(T.TeacherConfig(epochs=3, batch_size=64, threads=2), "c").name == "fmnist_lenet5_e3_s0_b64_t2.pt"
+
+
+def test_auto_epochs_of_a_dense_teacher_give_its_iterations(monkeypatch):
+    from mosaic.data import registry
+
+    monkeypatch.setitem(registry.SCENE_COUNTS, "train", 320)  # 10 iterations per epoch at batch 32
+    monkeypatch.setattr(T, "DENSE_AUTO_ITERATIONS", 45)
+    try:
+        cfg = T.resolve(T.TeacherConfig(dataset="fmnist_scenes", arch="segnet_small_half"))
+    except DatasetNotFoundError:
+        pytest.skip("needs Fashion-MNIST")
+    assert (cfg.batch_size, cfg.epochs) == (32, 5)  # ceil(45 / 10)
+
+
+def info(task: str, iterations: int, batch: int) -> dict:
+    val = {"val_miou": 50.0} if task == "segmentation" else {"val_acc": 90.0}
+    return {"iterations": iterations, "config": {"arch": "a", "dataset": "d", "epochs": 1, "batch_size": batch}, **val}
+
+
+@pytest.mark.parametrize("task", ["classification", "segmentation"])
+def test_weak_means_fewer_images_than_the_task_budget_whatever_the_batch(task):
+    iterations, batch = T.auto_budget(task)
+    for it, b in ((iterations, batch), (iterations // 2, batch * 2), (iterations * 2, batch // 2)):  # as many images
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", T.WeakTeacherWarning)
+            T.warn_if_weak(info(task, it, b))
+    metric = "mIoU" if task == "segmentation" else "accuracy"
+    with pytest.warns(T.WeakTeacherWarning, match=rf"val {metric} .* fewer images than the {task} auto budget of "
+                                                  rf"{iterations} at batch {batch}"):
+        T.warn_if_weak(info(task, iterations // 2 - 1, batch * 2))
