@@ -53,33 +53,52 @@ def save_samples(generator: torch.nn.Module, path: str | Path, z_dim: int, devic
     save_image(grid.permute(2, 0, 1), Path(path))
 
 
-def mask_colors(masks: torch.Tensor, void: int = 255) -> torch.Tensor:
-    """Label maps (B, H, W) → RGB images (B, 3, H, W) in [0, 1] for ``image_grid``: class 0 black (the
-    background of the scene sets), classes 1.. from matplotlib's tab20 (cycled past 20), void white."""
+def _palette(void: int = 255) -> torch.Tensor:
+    """(256, 3) RGB in [0, 1] for labels 0..255: class 0 black, classes 1..10 the ten dark hues of matplotlib's tab20,
+    11..20 their light twins (cycled past 20), ``void`` white: neighbouring classes never share a hue."""
     from matplotlib import colormaps
 
-    palette = torch.tensor([(0.0, 0.0, 0.0)] + [colormaps["tab20"](i % 20)[:3] for i in range(255)])  # (256, 3)
+    tab20 = [colormaps["tab20"]((2 * i + i // 10) % 20)[:3] for i in range(255)]  # 0, 2, .., 18, then 1, 3, .., 19
+    palette = torch.tensor([(0.0, 0.0, 0.0)] + tab20)  # (256, 3)
     palette[void] = 1.0
-    return palette[masks.long().cpu()].permute(0, 3, 1, 2)  # (B, H, W) -> (B, H, W, 3) -> (B, 3, H, W)
+    return palette
 
 
-def plot_segmentation(images: torch.Tensor, maps: Mapping[str, torch.Tensor], nrow: int = 8):
+def mask_colors(masks: torch.Tensor, void: int = 255) -> torch.Tensor:
+    """Label maps (B, H, W) → RGB images (B, 3, H, W) in [0, 1] for ``image_grid``: class 0 black (the
+    background of the scene sets), classes 1.. in distinct hues (``_palette``), void white."""
+    return _palette(void)[masks.long().cpu()].permute(0, 3, 1, 2)  # (B, H, W) -> (B, H, W, 3) -> (B, 3, H, W)
+
+
+def plot_segmentation(images: torch.Tensor, maps: Mapping[str, torch.Tensor], nrow: int = 8,
+                      class_names: Sequence[str] | None = None, title: str = ""):
     """One row of images (B, C, H, W) in [0, 1], then one row per label map set (B, H, W) of ``maps``
-    (e.g. {"truth": masks, "teacher": argmax, "student": argmax}), titled by its key; returns the figure."""
+    (e.g. {"truth": masks, "teacher": argmax, "student": argmax}), titled by its key; with ``class_names``, a
+    legend of the ``mask_colors`` colour of each class under the rows. Returns the figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     rows = {"images": images, **{k: mask_colors(v) for k, v in maps.items()}}
-    fig, axes = plt.subplots(len(rows), 1, figsize=(1.2 * min(nrow, len(images)), 1.4 * len(rows)), squeeze=False)
-    for ax, (title, x) in zip(axes[:, 0], rows.items()):
+    legend = 0.0 if not class_names else 0.3 * -(-len(class_names) // 6)  # inches: one legend line per 6 classes
+    height = 1.6 * len(rows) + legend + (0.3 if title else 0)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.4 * min(nrow, len(images)), height), squeeze=False)
+    for ax, (name, x) in zip(axes[:, 0], rows.items()):
         ax.imshow(image_grid(x[:nrow], nrow))
-        ax.set_title(title, fontsize=8, loc="left")
+        ax.set_title(name, fontsize=9, loc="left")
         ax.axis("off")
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, legend / height, 1, 1))
+    if class_names:
+        colours = _palette()[: len(class_names)].tolist()
+        handles = [Patch(facecolor=c, edgecolor="grey", label=n) for c, n in zip(colours, class_names)]
+        fig.legend(handles=handles, loc="lower center", ncol=min(6, len(class_names)), fontsize=8, frameon=False,
+                   handlelength=1.2, columnspacing=1.0)
     return fig
 
 
 def plot_history(history: Sequence[dict], keys: Sequence[str] = ("loss_s", "loss_g", "loss_d"), ax=None):
-    """Loss curves (left axis) and student val accuracy (right axis) over steps."""
+    """Loss curves (left axis) and the student's val score (right axis: accuracy, or mIoU on a segmentation run) over steps."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
@@ -89,11 +108,13 @@ def plot_history(history: Sequence[dict], keys: Sequence[str] = ("loss_s", "loss
             ax.plot(steps, [r.get(k, float("nan")) for r in history], label=k, lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
-    evals = [(r["step"], r["val_acc"]) for r in history if "val_acc" in r]
+    key = next((k for k in ("val_acc", "val_miou") if any(k in r for r in history)), None)
+    evals = [(r["step"], r[key]) for r in history if key in r]
     if evals:
+        name = {"val_acc": "val acc", "val_miou": "val mIoU"}[key]
         ax2 = ax.twinx()
-        ax2.plot(*zip(*evals), "k.-", label="student val acc (%)")
-        ax2.set_ylabel("val acc (%)")
+        ax2.plot(*zip(*evals), "k.-", label=f"student {name} (%)")
+        ax2.set_ylabel(f"{name} (%)")
         ax2.legend(loc="lower right", fontsize=8)
     ax.legend(loc="upper right", fontsize=8)
     return ax
