@@ -80,8 +80,8 @@ def plot_segmentation(images: torch.Tensor, maps: Mapping[str, torch.Tensor], nr
 
     rows = {"images": images, **{k: mask_colors(v) for k, v in maps.items()}}
     legend = 0.0 if not class_names else 0.3 * -(-len(class_names) // 6)  # inches: one legend line per 6 classes
-    height = 1.6 * len(rows) + legend + (0.3 if title else 0)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(1.4 * min(nrow, len(images)), height), squeeze=False)
+    height = 1.45 * len(rows) + legend + (0.3 if title else 0)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.25 * min(nrow, len(images)), height), squeeze=False)
     for ax, (name, x) in zip(axes[:, 0], rows.items()):
         ax.imshow(image_grid(x[:nrow], nrow))
         ax.set_title(name, fontsize=9, loc="left")
@@ -115,8 +115,8 @@ def plot_history(history: Sequence[dict], keys: Sequence[str] = ("loss_s", "loss
         ax2 = ax.twinx()
         ax2.plot(*zip(*evals), "k.-", label=f"student {name} (%)")
         ax2.set_ylabel(f"{name} (%)")
-        ax2.legend(loc="lower right", fontsize=8)
-    ax.legend(loc="upper right", fontsize=8)
+        ax2.legend(loc="lower left", bbox_to_anchor=(1.15, 0), fontsize=8, borderaxespad=0)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.15, 1), fontsize=8, borderaxespad=0)  # outside: no curve hidden
     return ax
 
 
@@ -331,14 +331,16 @@ def plot_class_rows(panels: Mapping[str, tuple[torch.Tensor, torch.Tensor]], cla
     return axes
 
 
-def plot_attribution(x: torch.Tensor, attributions: Mapping[str, "P.Attribution"], n: int | None = None):
+def plot_attribution(x: torch.Tensor, attributions: Mapping[str, "P.Attribution"], n: int | None = None,
+                     size: float = 2.3):
     """One row per image of x (B, C, H, W): the image with its patch grid, then its re-assembly from
-    real patches for each search space, titled with the mean patch distance and the pixel RMSE."""
+    real patches for each search space, titled with the mean patch distance and the pixel RMSE; panels of
+    ``size`` inches."""
     import matplotlib.pyplot as plt
 
     n = n or x.shape[0]
     cols = 1 + len(attributions)
-    fig, axes = plt.subplots(n, cols, figsize=(2.3 * cols, 2.3 * n), squeeze=False)
+    fig, axes = plt.subplots(n, cols, figsize=(size * cols, size * n), squeeze=False)
     first = next(iter(attributions.values()))
     p = x.shape[-1] - first.starts[-1]  # patch side: the last start is size - patch
     rmse = {name: a.pixel_rmse(x.cpu()) for name, a in attributions.items()}  # (B,) each
