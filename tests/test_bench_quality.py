@@ -116,3 +116,72 @@ def test_twins_are_the_configs_that_give_the_same_results_but_for_the_ood_side()
     assert quality.twin_key(a.replace(device="cpu", eval_every=1, channels_last=True)) == quality.twin_key(a)  # neutral
     assert quality.twin_key(a.replace(lr_s=0.05)) != quality.twin_key(a)
     assert quality.twin_key(quality.run_config("fmnist<-mnist5k", "kd_ood", 0, 8, "runs")) is None
+
+
+# ----------------------------------------------------------------------------- --task seg
+
+SEG_PAIR = "fmnist_scenes<-scenes:mnist5k"
+
+
+def fake_seg_runs():
+    rows = []
+    miou = {"kd_ood": [10, 12], "kd_indomain": [30, 32], "mosaickd": [15, 17], "datafree": [20, 20], "scratch": [25, 26]}
+    for method, values in miou.items():
+        for seed, v in enumerate(values):
+            rows.append({"pair": SEG_PAIR, "method": method, "seed": seed, "student_miou": float(v), "teacher_miou": 40.0,
+                         "pixel_acc": 80.0, "num_classes": 11, "steps": 10, "kd_steps": 5, "batch_size": 8})
+    return pd.DataFrame(rows)
+
+
+def test_seg_table_is_in_miou_with_the_same_targets(tmp_path):
+    table, checks = quality.table_by_pair(fake_seg_runs())
+    assert table.loc["teacher", SEG_PAIR] == "40.00" and table.loc["kd_ood", SEG_PAIR] == "11.00 ± 1.41"
+    # (16 - 11) / (31 - 11) = 25 %, 16 - 20 = -4
+    assert checks.loc[SEG_PAIR, "gap_closed_%"] == 25.0 and checks.loc[SEG_PAIR, "minus_datafree"] == -4.0
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- quality-table:start -->\nkeep\n<!-- quality-table:end -->\n"
+                      "<!-- seg-quality-table:start -->\nold\n<!-- seg-quality-table:end -->\n")
+    md = quality.write_outputs(fake_seg_runs(), tmp_path / "out", readme=readme, prefix="seg_quality")
+    assert md.startswith("Test mIoU (%)") and "--task seg" in md
+    text = readme.read_text()
+    assert "keep" in text and "old" not in text and "11.00 ± 1.41" in text  # only the seg section changed
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"seg_quality_runs.csv", "seg_quality_table.md",
+                                                              "seg_quality.png"}
+
+
+def test_a_seg_run_no_better_than_a_constant_map_is_a_failure():
+    runs = fake_seg_runs()
+    runs.loc[len(runs)] = {**runs.iloc[0].to_dict(), "method": "kd_indomain", "seed": 2, "student_miou": 100 / 11}
+    assert quality.failed(runs).tolist() == [False] * 10 + [True]  # 9.09 = 100 / K: marked; 10 is not
+
+
+def test_seg_cells_share_budget_and_teacher_and_take_no_classification_settings():
+    seg = quality.TASKS["seg"]
+    cfgs = [quality.run_config(SEG_PAIR, m, s, seg.steps, "runs") for m in seg.methods for s in (0, 1, 2)]
+    assert {(c.steps, c.kd_steps, c.batch_size) for c in cfgs} == {(seg.steps, 5, 32)}
+    assert {(c.dataset, c.ood, c.teacher, c.student, c.teacher_epochs, c.teacher_seed) for c in cfgs} == \
+        {("fmnist_scenes", "scenes:mnist5k", "segnet_small", "segnet_small_half", 0, 0)}
+    assert {c.lr_g for c in cfgs} == {RunConfig().lr_g} and len({c.out_dir for c in cfgs}) == len(cfgs)
+    assert ":" not in cfgs[0].out_dir
+    with pytest.raises(KeyError, match="unknown pair 'x<-y'; choose one of .*fmnist_scenes<-scenes:mnist5k"):
+        quality.run_config("x<-y", "kd_ood", 0, 4, "runs")
+
+
+def test_pairs_of_the_other_task_are_refused():
+    with pytest.raises(SystemExit):
+        quality.main(["--task", "seg", "--pairs", "fmnist<-mnist5k", "--out", "unused"])
+
+
+@pytest.mark.slow
+def test_seg_quick_mode_writes_a_csv_of_miou_with_parameters(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mosaic.bench", "quality", "--task", "seg", "--quick", "--out",
+                           str(tmp_path / "b"), "--runs", str(tmp_path / "runs"), "--methods", "kd_ood", "mosaickd"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "b" / "seg_quality_runs.csv")
+    assert list(runs["method"]) == ["kd_ood", "mosaickd"] and (runs["steps"] == 4).all()
+    assert {"student_miou", "teacher_miou", "pixel_acc", "agreement", "student_miou_valsel"} <= set(runs.columns)
+    assert runs["student_miou"].between(0, 100).all() and runs["num_classes"].eq(11).all()
+    params = [RunConfig.from_dict(json.loads(p)) for p in runs["params"]]
+    assert {(p.dataset, p.ood, p.precision) for p in params} == {("fmnist_scenes", "scenes:mnist5k", "bf16")}
+    assert (tmp_path / "b" / "seg_quality.png").exists()

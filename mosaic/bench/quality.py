@@ -3,17 +3,25 @@
     python -m mosaic.bench quality --jobs 2 --threads 1   # full table: 3 pairs x 6 methods x 3 seeds
     python -m mosaic.bench quality --quick      # 1 pair, 1 seed, a few steps: a smoke test (minutes)
     python -m mosaic.bench quality --table-only # rebuild table, figure and README section from the CSV
+    python -m mosaic.bench quality --task seg --jobs 2 --threads 1   # the segmentation table (mIoU), below
+
+Two tasks (``--task``, ``TASKS``), one machinery: ``cls`` (classification, top-1 accuracy, the pairs of
+``mosaic.bench.pairs``) and ``seg`` (semantic segmentation, mIoU: ``SEG_PAIRS``, the dense game on 64x64
+Fashion-MNIST scenes with MNIST-5k digit scenes as the OOD data, segnet_small -> segnet_small_half, the
+teacher at its auto budget). Each task has its own default budget, rows, output files and README markers.
 
 Rows: teacher, scratch, kd_indomain, kd_ood, datafree, mosaickd, mosaickd† (the 50% highest-entropy
 OOD images, the paper's † setting). Columns: offline pairs "in-domain <- OOD". Every method gets the
 same teacher (seed 0) and the same budget (steps x kd_steps student updates on batches of batch_size);
 the generator methods take the lr_g in METHOD_SETTINGS, chosen on in-domain validation data.
-The headline is the test accuracy of the *final* student; the test accuracy of the student with the
-best in-domain validation accuracy is kept in the CSV only (``student_acc_valsel``: it uses in-domain
-validation data). A run whose final student stays at chance is marked in the table (``failed``).
+The headline is the test accuracy (seg: mIoU) of the *final* student; the test score of the student with
+the best in-domain validation score is kept in the CSV only (``student_acc_valsel`` / ``student_miou_valsel``:
+it uses in-domain validation data). A run whose final student stays at chance is marked in the table
+(``failed``).
 
 Outputs (``--out``, default benchmarks/): quality_runs.csv (one row per run with its exact
-parameters), quality_table.md, quality.png; and the README section between the quality-table markers.
+parameters), quality_table.md, quality.png; and the README section between the quality-table markers
+(``seg``: seg_quality_runs.csv, seg_quality_table.md, seg_quality.png, the seg-quality-table markers).
 Runs live under ``--runs`` (default runs/bench/) and are reused when their metrics.json exists with
 the same parameters, so an interrupted benchmark continues where it stopped.
 """
@@ -23,9 +31,10 @@ import argparse
 import json
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from mosaic.bench.pairs import PAIRS, pair_config
+from mosaic.bench.pairs import PAIRS
 from mosaic.config import RunConfig
 # Per-method settings that differ from the RunConfig defaults (the paper's values), each chosen on the
 # in-domain *validation* accuracy of the first two pairs, averaged over pairs and 2 seeds; the third pair
@@ -34,28 +43,74 @@ METHOD_SETTINGS: dict[str, dict] = {
     "mosaickd": dict(lr_g=3e-3),
     "datafree": dict(lr_g=3e-3),
 }
-CHANCE_MARGIN = 5.0  # a final student within this many points of chance accuracy did not train
+# a final student within this many points of chance did not train: top-1 at chance is 100 / K; an mIoU at or
+# below 100 / K is no better than a constant map (one class everywhere scores share_c / K <= 100 / K)
+CHANCE_MARGIN = {"acc": 5.0, "miou": 0.0}
 TABLE_METHODS = ("scratch", "kd_indomain", "kd_ood", "datafree", "mosaickd", "mosaickd†")  # the table's rows
 ROW_ORDER = ("teacher", *TABLE_METHODS)
+
+# The segmentation pair: in-domain fmnist_scenes (64x64, 11 classes), OOD scenes of MNIST-5k digits composed by
+# the same rule; the teacher at the segmentation auto budget (mosaic.teacher.auto_budget).
+SEG_PAIRS: dict[str, dict] = {
+    "fmnist_scenes<-scenes:mnist5k": dict(dataset="fmnist_scenes", ood="scenes:mnist5k", teacher="segnet_small",
+                                          student="segnet_small_half", teacher_epochs=0),
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one ``--task`` of the benchmark runs and where it writes."""
+
+    pairs: dict[str, dict]  # "in-domain <- OOD" -> RunConfig fields
+    methods: tuple[str, ...]  # the table's rows (besides the teacher)
+    steps: int  # default budget: outer iterations
+    budget: dict = field(default_factory=dict)  # RunConfig fields of the budget besides steps (kd_steps, batch_size)
+    settings: dict[str, dict] = field(default_factory=dict)  # per-method RunConfig fields (METHOD_SETTINGS)
+    quick: dict = field(default_factory=dict)  # RunConfig fields of the --quick smoke run
+    prefix: str = "quality"  # output files {prefix}_runs.csv, {prefix}_table.md, {prefix}.png; README markers
+
+
+TASKS: dict[str, Task] = {
+    "cls": Task(PAIRS, TABLE_METHODS, steps=200, settings=METHOD_SETTINGS,
+                quick=dict(teacher_epochs=1, batch_size=32, kd_steps=2)),
+    # The segmentation budget: every method the same steps x kd_steps student updates at batch 32, sized so the
+    # whole table (teacher + 5 methods x 3 seeds) fits 45 min at --jobs 2 --threads 1 on a 2-core CPU (the
+    # per-method timings: README "Segmentation"). The generator methods keep the paper's lr_g: METHOD_SETTINGS was
+    # chosen on classification validation data. --quick: a segnet_small_half teacher of one epoch, 4 steps.
+    "seg": Task(SEG_PAIRS, ("scratch", "kd_indomain", "kd_ood", "datafree", "mosaickd"), steps=150,
+                budget=dict(batch_size=32, kd_steps=5),
+                quick=dict(teacher="segnet_small_half", teacher_epochs=1, batch_size=8, kd_steps=1),
+                prefix="seg_quality"),
+}
+
+
+def task_of(pair: str) -> Task:
+    """The task whose pairs hold ``pair`` (a KeyError names every valid pair)."""
+    for task in TASKS.values():
+        if pair in task.pairs:
+            return task
+    raise KeyError(f"unknown pair {pair!r}; choose one of {', '.join(p for t in TASKS.values() for p in t.pairs)}")
 
 
 def run_config(pair: str, method: str, seed: int, steps: int, runs_root: str | Path, n_ood: int = 0,
                **overrides) -> RunConfig:
     """The exact RunConfig of one benchmark cell; ``n_ood`` (the OOD set's size) sizes the † subset."""
-    slug = pair.replace("<-", "_from_")
+    task = task_of(pair)
+    slug = pair.replace("<-", "_from_").replace(":", "_")
     subset = n_ood // 2 if method.endswith("†") else 0
     if method.endswith("†") and subset < 1:
         raise ValueError(f"{method} needs the OOD set's size (n_ood) to keep its highest-entropy half")
-    return pair_config(pair, method=method.rstrip("†"), steps=steps, seed=seed, ood_subset=subset,
-                       eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 4),
-                       out_dir=str(Path(runs_root) / slug / method.replace("†", "_dagger") / f"s{seed}"),
-                       **{**METHOD_SETTINGS.get(method.rstrip("†"), {}), **overrides})
+    fields = dict(method=method.rstrip("†"), steps=steps, seed=seed, ood_subset=subset,
+                  eval_every=max(1, steps // 4), ckpt_every=max(1, steps // 4),
+                  out_dir=str(Path(runs_root) / slug / method.replace("†", "_dagger") / f"s{seed}"))
+    return RunConfig(**{**task.pairs[pair], **task.budget, **fields, **task.settings.get(method.rstrip("†"), {}),
+                        **overrides})
 
 
 def ood_size(pair: str, data_root: str = "data") -> int:
     from mosaic.data import get_dataset
 
-    return len(get_dataset(PAIRS[pair]["ood"], "train", root=data_root))
+    return len(get_dataset(task_of(pair).pairs[pair]["ood"], "train", root=data_root))
 
 
 def run_one(cfg: RunConfig, progress: bool = False) -> dict:
@@ -99,7 +154,7 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
     from mosaic.data.photos import write_sample_photos
     from mosaic.build import build_teacher
 
-    if any("skimage_photos" in PAIRS[p]["ood"] for p in pairs):
+    if any("skimage_photos" in task_of(p).pairs[p]["ood"] for p in pairs):
         write_sample_photos("data/skimage_photos")
     if threads:
         overrides["threads"] = threads
@@ -128,38 +183,49 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
     rows = []
     for (pair, method, seed), i in zip(cells, source):
         cfg, m = unique[i], results[i]
-        rows.append({"pair": pair, "method": method, "seed": seed, "student_acc": m["student_acc"],
-                     "student_acc_valsel": m.get("student_acc_valsel"), "valsel_step": m.get("valsel_step"),
-                     "teacher_acc": m["teacher_acc"], "agreement": m["agreement"], "wall_s": m["wall_s"],
-                     "steps": cfg.steps, "kd_steps": cfg.kd_steps, "batch_size": cfg.batch_size,
-                     "precision": cfg.precision, "channels_last": cfg.channels_last,
-                     "n_ood": m.get("n_ood"), "num_classes": len(m["per_class_acc"]), "run_dir": cfg.out_dir,
+        name = "miou" if "student_miou" in m else "acc"  # the task's score: top-1, or mIoU (segmentation)
+        extra = {"pixel_acc": m["pixel_acc"]} if name == "miou" else {}
+        rows.append({"pair": pair, "method": method, "seed": seed, f"student_{name}": m[f"student_{name}"],
+                     f"student_{name}_valsel": m.get(f"student_{name}_valsel"), "valsel_step": m.get("valsel_step"),
+                     f"teacher_{name}": m[f"teacher_{name}"], "agreement": m["agreement"], **extra,
+                     "wall_s": m["wall_s"], "steps": cfg.steps, "kd_steps": cfg.kd_steps, "batch_size": cfg.batch_size,
+                     "precision": cfg.precision, "channels_last": cfg.channels_last, "n_ood": m.get("n_ood"),
+                     "num_classes": len(m.get("per_class_acc") or m["per_class_iou"]), "run_dir": cfg.out_dir,
                      "params": json.dumps(cfg.to_dict(), sort_keys=True)})
     if pool is not None:
         pool.shutdown()
     return pd.DataFrame(rows)
 
 
+def metric_of(runs) -> str:
+    """The score the runs' table holds: 'miou' when they have a student_miou column (segmentation), else 'acc'."""
+    return "miou" if "student_miou" in runs else "acc"
+
+
 def failed(runs):
     """Runs whose final student stayed within CHANCE_MARGIN points of chance (100 / classes): training
     failures. They stay in the table (marked *) and are left out of the target checks."""
+    metric = metric_of(runs)
     classes = runs["num_classes"] if "num_classes" in runs else 10
-    return runs["student_acc"] <= 100 / classes + CHANCE_MARGIN
+    return runs[f"student_{metric}"] <= 100 / classes + CHANCE_MARGIN[metric]
 
 
 def table_by_pair(runs):
     """Mean ± std per (row, pair) with a teacher row (cells holding a failed run marked *); and
-    per-pair target checks on the means of the runs that did not fail."""
+    per-pair target checks on the means of the runs that did not fail. The score: top-1 accuracy, or mIoU
+    for segmentation runs (``metric_of``)."""
     import pandas as pd
+
+    metric = metric_of(runs)
 
     def fmt(s):
         star = " *" if failed(runs.loc[s.index]).any() else ""
         return (f"{s.mean():.2f} ± {s.std(ddof=1):.2f}" if len(s) > 1 else f"{s.mean():.2f}") + star
 
-    table = runs.groupby(["method", "pair"])["student_acc"].apply(fmt).unstack("pair")
-    table.loc["teacher"] = runs.groupby("pair")["teacher_acc"].first().map(lambda v: f"{v:.2f}")
+    table = runs.groupby(["method", "pair"])[f"student_{metric}"].apply(fmt).unstack("pair")
+    table.loc["teacher"] = runs.groupby("pair")[f"teacher_{metric}"].first().map(lambda v: f"{v:.2f}")
     table = table.reindex([r for r in ROW_ORDER if r in table.index])[list(dict.fromkeys(runs["pair"]))]
-    means = runs[~failed(runs)].groupby(["pair", "method"])["student_acc"].mean().unstack("method")
+    means = runs[~failed(runs)].groupby(["pair", "method"])[f"student_{metric}"].mean().unstack("method")
     checks = pd.DataFrame(index=means.index)
     if {"kd_ood", "kd_indomain", "mosaickd"} <= set(means.columns):
         checks["gap_closed_%"] = 100 * (means["mosaickd"] - means["kd_ood"]) / (means["kd_indomain"] - means["kd_ood"])
@@ -169,8 +235,11 @@ def table_by_pair(runs):
     return table, checks.round(1)
 
 
-def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md", csv: bool = True) -> str:
-    """CSV, markdown table, figure; and the README section between the quality-table markers."""
+def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md", csv: bool = True,
+                  prefix: str = "quality") -> str:
+    """CSV, markdown table, figure ({prefix}_runs.csv, {prefix}_table.md, {prefix}.png); and the README section
+    between the {marker}:start / :end markers, marker = prefix with '-' for '_' + '-table' (quality-table,
+    seg-quality-table). The score is the runs' own (``metric_of``: top-1, or mIoU)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -178,36 +247,41 @@ def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md"
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    metric = metric_of(runs)
+    label = {"acc": "top-1", "miou": "mIoU"}[metric]
     if csv:
-        runs.to_csv(out / "quality_runs.csv", index=False)
+        runs.to_csv(out / f"{prefix}_runs.csv", index=False)
     table, checks = table_by_pair(runs)
     seeds = runs.groupby(["pair", "method"])["seed"].nunique().min()
     budget = runs.iloc[0]
-    md = (f"Test top-1 (%) of the final student, mean ± std over {seeds} seed(s); "
+    task = " --task seg" if metric == "miou" else ""
+    md = (f"Test {label} (%) of the final student, mean ± std over {seeds} seed(s); "
           f"{budget.steps} steps x {budget.kd_steps} student updates, batch {budget.batch_size}, "
           f"{budget.get('precision', 'fp32')}{' channels_last' if budget.get('channels_last', False) else ''}; "
-          f"`python -m mosaic.bench quality` (per-run parameters in {(out / 'quality_runs.csv').as_posix()}).\n\n"
+          f"`python -m mosaic.bench quality{task}` (per-run parameters in {(out / f'{prefix}_runs.csv').as_posix()}).\n\n"
           + table.to_markdown() + "\n")
     bad = runs[failed(runs)]
     if len(bad):
         md += ("\n\\* training failures (final student within "
-               f"{CHANCE_MARGIN:g} points of chance), kept in the mean ± std above, left out of the targets below: "
-               + ", ".join(f"{r.method} {r.pair} seed {r.seed} ({r.student_acc:.2f})" for r in bad.itertuples()) + ".\n")
+               f"{CHANCE_MARGIN[metric]:g} points of chance), kept in the mean ± std above, left out of the targets below: "
+               + ", ".join(f"{r.method} {r.pair} seed {r.seed} ({getattr(r, f'student_{metric}'):.2f})"
+                           for r in bad.itertuples()) + ".\n")
     md += ("\nTargets (mosaickd vs the others, on the means" + (" of the runs that trained" if len(bad) else "")
            + "):\n\n" + checks.to_markdown() + "\n")
-    (out / "quality_table.md").write_text(md)
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    (out / f"{prefix}_table.md").write_text(md)
+    fig, ax = plt.subplots(figsize=(9 if runs["pair"].nunique() > 1 else 6, 3.8))
     order = [m for m in TABLE_METHODS if m in set(runs["method"])]
-    sns.barplot(data=runs, x="pair", y="student_acc", hue="method", hue_order=order, errorbar="sd", ax=ax)
-    ax.set_ylabel("student test acc (%)")
+    sns.barplot(data=runs, x="pair", y=f"student_{metric}", hue="method", hue_order=order, errorbar="sd", ax=ax)
+    ax.set_ylabel(f"student test {label} (%)")
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
-    fig.savefig(out / "quality.png", dpi=120)
+    fig.savefig(out / f"{prefix}.png", dpi=120)
     plt.close(fig)
     if readme and Path(readme).exists():
+        marker = prefix.replace("_", "-") + "-table"
         text = Path(readme).read_text()
-        block = f"<!-- quality-table:start -->\n{md}<!-- quality-table:end -->"
-        pattern = re.compile(r"<!-- quality-table:start -->.*?<!-- quality-table:end -->", re.S)
+        block = f"<!-- {marker}:start -->\n{md}<!-- {marker}:end -->"
+        pattern = re.compile(rf"<!-- {marker}:start -->.*?<!-- {marker}:end -->", re.S)
         if pattern.search(text):
             Path(readme).write_text(pattern.sub(lambda _: block, text))
     return md
@@ -215,33 +289,44 @@ def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md"
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m mosaic.bench quality", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", default="cls", choices=list(TASKS),
+                   help="cls: classification (top-1, default); seg: semantic segmentation (mIoU)")
     p.add_argument("--quick", action="store_true", help="one pair, one seed, 4 steps, results to --out (smoke test)")
-    p.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=list(PAIRS))
-    p.add_argument("--methods", nargs="+", default=list(TABLE_METHODS), choices=list(TABLE_METHODS))
+    p.add_argument("--pairs", nargs="+", choices=[q for t in TASKS.values() for q in t.pairs],
+                   help="default: every pair of the task")
+    p.add_argument("--methods", nargs="+", choices=list(TABLE_METHODS), help="default: the task's rows")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, help="outer iterations of every run (default: the task's, 200 cls / "
+                                                 f"{TASKS['seg'].steps} seg)")
     p.add_argument("--out", default="benchmarks")
     p.add_argument("--runs", default="runs/bench")
     p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast + channels_last, the library's fast path (default; --no-fast: fp32 NCHW)")
     p.add_argument("--jobs", type=int, default=1, help="cells trained at once, in worker processes")
     p.add_argument("--threads", type=int, default=0, help="RunConfig.threads of every run (0: its default, 1)")
-    p.add_argument("--readme", default="README.md", help="README whose quality-table section is updated ('' = none)")
-    p.add_argument("--table-only", action="store_true", help="rebuild outputs from OUT/quality_runs.csv")
+    p.add_argument("--readme", default="README.md", help="README whose table section is updated ('' = none)")
+    p.add_argument("--table-only", action="store_true", help="rebuild outputs from OUT/<task's prefix>_runs.csv")
     a = p.parse_args(argv)
+    task = TASKS[a.task]
     if a.table_only:
         import pandas as pd
-        print(write_outputs(pd.read_csv(Path(a.out) / "quality_runs.csv"), a.out, readme=a.readme or None, csv=False))
+        print(write_outputs(pd.read_csv(Path(a.out) / f"{task.prefix}_runs.csv"), a.out, readme=a.readme or None,
+                            csv=False, prefix=task.prefix))
         return 0
+    a.pairs, a.methods, a.steps = a.pairs or list(task.pairs), a.methods or list(task.methods), a.steps or task.steps
+    other = [q for q in a.pairs if q not in task.pairs]
+    if other:
+        p.error(f"--pairs {' '.join(other)} belong to another task than --task {a.task}; choose among "
+                f"{', '.join(task.pairs)}")
     overrides = dict(precision="bf16", channels_last=True) if a.fast else {}
     if a.quick:
         a.pairs, a.seeds, a.steps = a.pairs[:1], a.seeds[:1], 4
-        overrides.update(teacher_epochs=1, batch_size=32, kd_steps=2)
+        overrides.update(task.quick)
     t0 = time.perf_counter()
     runs = run_all(a.pairs, a.methods, a.seeds, a.steps, a.runs, jobs=a.jobs, threads=a.threads, **overrides)
     print(f"{len(runs)} cells ({runs['run_dir'].nunique()} runs) in {time.perf_counter() - t0:.0f} s wall ({a.jobs} job(s), "
           f"{a.threads or RunConfig.threads} thread(s) each)")
-    print(write_outputs(runs, a.out, readme=None if a.quick else a.readme or None))
+    print(write_outputs(runs, a.out, readme=None if a.quick else a.readme or None, prefix=task.prefix))
     return 0
 
 
