@@ -262,8 +262,9 @@ def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md"
           + table.to_markdown() + "\n")
     bad = runs[failed(runs)]
     if len(bad):
-        md += ("\n\\* training failures (final student within "
-               f"{CHANCE_MARGIN[metric]:g} points of chance), kept in the mean ± std above, left out of the targets below: "
+        why = (f"final student within {CHANCE_MARGIN[metric]:g} points of chance" if metric == "acc" else
+               "final student's mIoU no better than a constant map's, 100 / classes")
+        md += (f"\n\\* training failures ({why}), kept in the mean ± std above, left out of the targets below: "
                + ", ".join(f"{r.method} {r.pair} seed {r.seed} ({getattr(r, f'student_{metric}'):.2f})"
                            for r in bad.itertuples()) + ".\n")
     md += ("\nTargets (mosaickd vs the others, on the means" + (" of the runs that trained" if len(bad) else "")
@@ -310,8 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     task = TASKS[a.task]
     if a.table_only:
         import pandas as pd
-        print(write_outputs(pd.read_csv(Path(a.out) / f"{task.prefix}_runs.csv"), a.out, readme=a.readme or None,
-                            csv=False, prefix=task.prefix))
+        csv = Path(a.out) / f"{task.prefix}_runs.csv"
+        if not csv.exists():
+            p.error(f"--table-only rebuilds the outputs from {csv}, which does not exist: run the benchmark "
+                    f"(without --table-only) first, or pass the --out folder that holds it")
+        print(write_outputs(pd.read_csv(csv), a.out, readme=a.readme or None, csv=False, prefix=task.prefix))
         return 0
     a.pairs, a.methods, a.steps = a.pairs or list(task.pairs), a.methods or list(task.methods), a.steps or task.steps
     other = [q for q in a.pairs if q not in task.pairs]
