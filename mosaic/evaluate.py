@@ -139,7 +139,8 @@ def evaluate_segmentation(student: nn.Module, teacher: nn.Module, data: ImageDat
 
 
 @torch.no_grad()
-def predict_masks(model: nn.Module, x: torch.Tensor, batch_size: int = 64, device: str | torch.device = "cpu") -> torch.Tensor:
+def predict_masks(model: nn.Module, x: torch.Tensor, batch_size: int = 64,
+                  device: str | torch.device = "cpu") -> torch.Tensor:
     """Per-pixel argmax of a segmenter on images x (B, C, H, W) in [0, 1], in eval mode (its mode restored after):
     label maps (B, H, W) long on the CPU, in batches of ``batch_size``."""
     with eval_mode(model):

@@ -31,8 +31,9 @@ from mosaic.nnutil import cosine_schedule, num_threads
 # table: benchmarks/teacher_budget_cpu.md).
 AUTO_ITERATIONS = 8000
 AUTO_BATCH = 128
-# The same for a segmentation teacher: fewer, smaller batches (one segnet_small step at batch 128 costs about 13
-# lenet5 steps on a CPU). Chosen with benchmarks/teacher_budget.py on fmnist_scenes (benchmarks/teacher_budget_seg_cpu.md).
+# The same for a segmentation teacher: fewer, smaller batches (one segnet_small SGD step at batch 32 takes 0.35 s on
+# one core of the 2-core build machine, so 1,248 of them about 7.5 min). Chosen with benchmarks/teacher_budget.py
+# on fmnist_scenes (benchmarks/teacher_budget_seg_cpu.md).
 DENSE_AUTO_ITERATIONS = 1248
 DENSE_AUTO_BATCH = 32
 
@@ -226,6 +227,6 @@ def get_teacher(cfg: TeacherConfig, cache_dir: str | Path = "checkpoints/teacher
     return _with_info(model, {**info, "path": str(path), "cached": False})
 
 
-__all__ = ["TeacherConfig", "AUTO_ITERATIONS", "AUTO_BATCH", "DENSE_AUTO_ITERATIONS", "DENSE_AUTO_BATCH", "auto_budget",
-           "WeakTeacherWarning", "auto_epochs", "resolve", "warn_if_weak", "freeze", "train_teacher", "get_teacher", "load_teacher", "cache_path",
+__all__ = ["TeacherConfig", "AUTO_ITERATIONS", "AUTO_BATCH", "DENSE_AUTO_ITERATIONS", "DENSE_AUTO_BATCH",
+           "auto_budget", "WeakTeacherWarning", "auto_epochs", "resolve", "warn_if_weak", "freeze", "train_teacher", "get_teacher", "load_teacher", "cache_path",
            "read_teacher_file", "teacher_fields", "check_teacher_file"]

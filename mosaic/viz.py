@@ -98,7 +98,8 @@ def plot_segmentation(images: torch.Tensor, maps: Mapping[str, torch.Tensor], nr
 
 
 def plot_history(history: Sequence[dict], keys: Sequence[str] = ("loss_s", "loss_g", "loss_d"), ax=None):
-    """Loss curves (left axis) and the student's val score (right axis: accuracy, or mIoU on a segmentation run) over steps."""
+    """Loss curves (left axis) and the student's val score (right axis: accuracy, or mIoU on a segmentation run)
+    over steps; the legends sit outside the axes, right of them, so they hide no curve."""
     import matplotlib.pyplot as plt
 
     ax = ax or plt.subplots(figsize=(7, 3.5))[1]
