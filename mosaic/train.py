@@ -348,7 +348,7 @@ def _train(cfg: RunConfig, out: Path, teacher: nn.Module | None, progress: bool)
         test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
     checkpoint.seed_everything(cfg.seed)  # the run's randomness does not depend on the teacher's cache state
     players = build_players(cfg, teacher, device, parallel=True)
-    schedulers = build_schedulers(players, cfg.steps, cfg.warmup_s)
+    schedulers = build_schedulers(players, cfg.steps, cfg.warmup_iterations)
     streams, batchers, ood = build_streams(cfg, teacher, device)
     # resume, play, evaluate, write: metrics.json last, so it marks a finished run
     state = _resume(out, cfg, players, schedulers, batchers, device)  # every rank reads rank 0's checkpoint

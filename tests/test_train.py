@@ -179,14 +179,14 @@ def test_teacher_provenance_is_recorded_however_the_teacher_arrives(tmp_path, te
 
 
 def test_a_patch_gan_warmup_comes_first_and_resumes_exactly(tmp_path, teacher_dir, monkeypatch):
-    cfg = tiny(tmp_path / "full", teacher_dir, warmup_gan=3, steps=4, eval_every=2, ckpt_every=2, warmup_s=2)
+    cfg = tiny(tmp_path / "full", teacher_dir, warmup_gan=3, steps=4, eval_every=2, ckpt_every=2, warmup_s=0.5)
     full = train(cfg, progress=False)
     rows = full.history
     assert [r["step"] for r in rows] == list(range(1, 8))
     assert all("loss_local" in r and "loss_s" not in r and "val_acc" not in r for r in rows[:3])
     assert all("loss_s" in r for r in rows[3:]) and [r["step"] for r in rows if "val_acc" in r] == [5, 7]
     assert len({r["lr_s"] for r in rows[:4]}) == 1  # no schedule moves during the warm-up
-    assert rows[4]["lr_s"] > rows[3]["lr_s"]  # then the student's lr warms up (warmup_s=2)
+    assert rows[4]["lr_s"] > rows[3]["lr_s"]  # then the student's lr warms up (0.5 of 4 steps)
     assert full.metrics["steps"] == 4 and full.metrics["valsel_step"] in (5, 7)
     # killed at step 5 (after the step-4 checkpoint, inside the game), resumed: the same numbers
     import mosaic.train as T
