@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,6 +45,11 @@ def test_every_method_writes_a_complete_run_folder(tmp_path, teacher_dir, method
     lines = (res.out_dir / "history.csv").read_text().splitlines()
     assert len(lines) == 1 + 6 and "loss_s" in lines[0] and "val_acc" in lines[0]
     assert (res.out_dir / "samples.png").exists() == (method in ("mosaickd", "datafree"))
+    # the mosaic distance of the generator's samples and of in-domain images, against one bank of OOD patches
+    has = {"patch_rmse", "patch_rmse_indomain"} <= set(m)
+    assert has == (method in ("mosaickd", "datafree"))
+    if has:
+        assert 0 < m["patch_rmse"] < 1 and 0 < m["patch_rmse_indomain"] < 1
 
 
 def test_teacher_parameters_bit_identical_after_training(tmp_path, teacher_dir):
@@ -206,3 +212,20 @@ def test_a_patch_gan_warmup_comes_first_and_resumes_exactly(tmp_path, teacher_di
     monkeypatch.setattr(T, "iterate", real)
     again = train(broken, progress=False)
     assert again.history == full.history and again.metrics["student_acc"] == full.metrics["student_acc"]
+
+
+def test_a_run_without_the_mosaic_distance_gets_it_back_from_its_checkpoint(tmp_path, teacher_dir):
+    """quality.run_one fills patch_rmse into a finished run's metrics.json written before the metric existed,
+    with the number train() wrote (same fixed-noise samples, same bank, CPU)."""
+    from mosaic.bench import quality
+
+    cfg = tiny(tmp_path, teacher_dir, method="datafree")
+    written = train(cfg, progress=False).metrics
+    path = Path(cfg.out_dir) / "metrics.json"
+    old = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("patch_rmse")}
+    path.write_text(json.dumps(old))
+    filled = quality.run_one(cfg)
+    assert filled["patch_rmse"] == pytest.approx(written["patch_rmse"], abs=1e-6)
+    assert filled["patch_rmse_indomain"] == pytest.approx(written["patch_rmse_indomain"], abs=1e-6)
+    assert json.loads(path.read_text())["patch_rmse"] == filled["patch_rmse"]  # written back once
+    assert "patch_rmse" not in quality.run_one(tiny(tmp_path / "s", teacher_dir, method="scratch"))
