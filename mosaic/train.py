@@ -201,16 +201,19 @@ def load_run(out_dir: str | Path, device: str = "auto", teacher: nn.Module | Non
     return RunResult(cfg, metrics, ckpt["history"], players, ood, out)
 
 
-def measure_patches(out_dir: str | Path) -> dict[str, Any]:
+def measure_patches(out_dir: str | Path, ood: str | None = None) -> dict[str, Any]:
     """``patch_rmse`` / ``patch_rmse_indomain`` of a finished generator run, as ``train`` writes them into
-    metrics.json today, measured from its checkpoint (for runs that finished before the metric existed; the
-    same fixed-noise samples, so the same numbers for a CPU run). {} for a method without a generator."""
+    metrics.json, measured from its checkpoint (for runs that finished before the metric existed; the same
+    fixed-noise samples, so the same numbers for a CPU run). ``ood``: measure against the bank of another
+    OOD source than the run's (a ``datafree`` run never saw its own). {} for a method without a generator."""
     run = load_run(out_dir, device="cpu")
     if run.players.generator is None:
         return {}
     cfg = run.config
     samples = game.fixed_samples(run.players.generator, PATCH_PROBE, cfg.z_dim, "cpu")
     test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
+    if ood is not None and ood != cfg.ood:
+        return _patch_metrics(cfg.replace(ood=ood, ood_subset=0), samples, test, None, run.players.teacher)
     return _patch_metrics(cfg, samples, test, run.ood, run.players.teacher)
 
 

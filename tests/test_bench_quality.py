@@ -111,8 +111,12 @@ def test_ood_free_methods_share_one_run_across_pairs_with_the_same_in_domain_sid
     monkeypatch.setattr(quality, "ood_size", lambda pair, data_root="data": 100)
     monkeypatch.setattr("mosaic.build.build_teacher", lambda *a, **k: (None, {}))
     monkeypatch.setattr("mosaic.data.photos.write_sample_photos", lambda *a, **k: None)
+    measured = []  # the twin's mosaic distance on the other pair's OOD bank
+    monkeypatch.setattr("mosaic.train.measure_patches", lambda d, ood=None: measured.append(ood) or {"patch_rmse": 0.5})
     pairs = ["fmnist<-mnist5k", "fmnist<-photos"]
     runs = quality.run_all(pairs, ["scratch", "datafree", "mosaickd"], [0], 5, tmp_path)
+    assert measured == [quality.PAIRS[pairs[1]]["ood"]]  # datafree of the photos pair only
+    assert runs.set_index(["pair", "method"]).loc[(pairs[1], "datafree"), "patch_rmse"] == 0.5
     assert len(runs) == 6 and len(trained) == 4  # scratch and datafree once, mosaickd per pair
     by = runs.set_index(["pair", "method"])
     for m in ("scratch", "datafree"):

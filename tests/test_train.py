@@ -229,3 +229,10 @@ def test_a_run_without_the_mosaic_distance_gets_it_back_from_its_checkpoint(tmp_
     assert filled["patch_rmse_indomain"] == pytest.approx(written["patch_rmse_indomain"], abs=1e-6)
     assert json.loads(path.read_text())["patch_rmse"] == filled["patch_rmse"]  # written back once
     assert "patch_rmse" not in quality.run_one(tiny(tmp_path / "s", teacher_dir, method="scratch"))
+    # a datafree run serves every pair with its in-domain side: measured against another pair's OOD bank
+    from mosaic.train import measure_patches
+
+    other = measure_patches(cfg.out_dir, ood="digits")
+    assert other["patch_rmse"] != pytest.approx(written["patch_rmse"], abs=1e-3)
+    assert 0 < other["patch_rmse"] < 1 and 0 < other["patch_rmse_indomain"] < 1
+    assert measure_patches(cfg.out_dir, ood=cfg.ood) == pytest.approx({k: written[k] for k in other}, abs=1e-6)

@@ -103,6 +103,7 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
     from mosaic.config import resolve_device
     from mosaic.data.photos import write_sample_photos
     from mosaic.build import build_teacher
+    from mosaic.train import measure_patches
 
     if any("skimage_photos" in PAIRS[p]["ood"] for p in pairs):
         write_sample_photos("data/skimage_photos")
@@ -131,8 +132,10 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
         pool, results = None, map(run_one, unique)
     results = list(tqdm(results, total=len(unique), desc="quality benchmark"))
     rows = []
-    for (pair, method, seed), i in zip(cells, source):
+    for (pair, method, seed), cell, i in zip(cells, cfgs, source):
         cfg, m = unique[i], results[i]
+        if cfg.uses_generator and cell.ood != cfg.ood:  # a twin's mosaic distance is measured on this pair's OOD
+            m = {**m, **measure_patches(cfg.out_dir, ood=cell.ood)}
         rows.append({"pair": pair, "method": method, "seed": seed, "student_acc": m["student_acc"],
                      "student_acc_valsel": m.get("student_acc_valsel"), "valsel_step": m.get("valsel_step"),
                      "teacher_acc": m["teacher_acc"], "agreement": m["agreement"], "wall_s": m["wall_s"],
