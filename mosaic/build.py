@@ -104,12 +104,12 @@ def build_streams(cfg: RunConfig, teacher: nn.Module, device: str) -> tuple[game
     return streams, batchers, ood
 
 
-def build_schedulers(players: game.Players, steps: int, warmup_s: int = 0) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
+def build_schedulers(players: game.Players, steps: int, warmup: int = 0) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
     """Cosine to 0 over ``steps`` game iterations, stepped once per iteration (all players); the student's
-    lr first rises linearly over ``warmup_s`` iterations (RunConfig.warmup_s). Warm-up GAN iterations
+    lr first rises linearly over ``warmup`` iterations (RunConfig.warmup_iterations). Warm-up GAN iterations
     (RunConfig.warmup_gan) step no schedule."""
     opts = {"s": players.opt_s, "g": players.opt_g, "d": players.opt_d}
-    return {k: cosine_schedule(o, steps, warmup_s if k == "s" else 0) for k, o in opts.items() if o is not None}
+    return {k: cosine_schedule(o, steps, warmup if k == "s" else 0) for k, o in opts.items() if o is not None}
 
 
 def unwrap(m: nn.Module) -> nn.Module:

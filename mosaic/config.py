@@ -47,7 +47,7 @@ class RunConfig:
     t_kd: float = 1.0  # distillation temperature
     student_ood: bool = True  # mosaickd: the student's batch joins real OOD images to the mosaics (paper)
     warmup_gan: int = 0  # mosaickd: iterations of the patch GAN alone (D, then G on loss_local) before the game (paper: 0)
-    warmup_s: int = 0  # student lr rises linearly over the first N game iterations, then the cosine (paper: 0)
+    warmup_s: float = 0.25  # student lr rises linearly over this fraction of the game's steps, then the cosine (paper: 0)
     # --- the generator's loss weights (paper README values)
     w_local: float = 1.0  # scales loss_local (patch GAN term, Eq. 3)
     w_align: float = 1.0  # scales loss_align (teacher entropy, Eq. 4)
@@ -87,7 +87,7 @@ class RunConfig:
         _choice("logger", self.logger, LOGGERS)
         for name in ("steps", "kd_steps", "batch_size", "z_dim", "ngf", "ndf"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed", "warmup_gan", "warmup_s",
+        for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed", "warmup_gan",
                      "threads", "teacher_epochs"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr_s", "lr_g", "lr_d", "t_kd"):
@@ -104,8 +104,10 @@ class RunConfig:
             raise ValueError(f"RunConfig.warmup_gan={self.warmup_gan} needs a discriminator to warm up against: "
                              f"method='mosaickd' with discriminator 'patch' or 'full' (got {self.method!r}, "
                              f"{self.discriminator!r}); or set warmup_gan=0")
-        if self.warmup_s > self.steps:
-            raise ValueError(f"RunConfig.warmup_s={self.warmup_s} is longer than the run (steps={self.steps})")
+        if not 0 <= self.warmup_s < 1:
+            hint = (f" (warmup_s is a fraction of the run: {self.warmup_s:g} iterations of steps={self.steps} is "
+                    f"warmup_s={self.warmup_s / self.steps:g})" if 1 < self.warmup_s <= self.steps else "")
+            raise ValueError(f"RunConfig.warmup_s must be a fraction of the run in [0, 1), got {self.warmup_s}{hint}")
         if self.discriminator == "patch" and self.patch_size < 2:
             raise ValueError(f"RunConfig.patch_size must be >= 2, got {self.patch_size}")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):
@@ -148,6 +150,11 @@ class RunConfig:
     @property
     def uses_discriminator(self) -> bool:
         return self.method == "mosaickd" and self.discriminator != "none"
+
+    @property
+    def warmup_iterations(self) -> int:
+        """The student's lr warm-up in game iterations: ``warmup_s`` of ``steps``, rounded (0.25 of 200 = 50)."""
+        return round(self.warmup_s * self.steps)
 
     @property
     def uses_ood(self) -> bool:

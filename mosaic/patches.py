@@ -15,6 +15,7 @@ patches cover every pixel (the last row/column overlaps its neighbour).
   discriminator sees, and its per-patch "real" probabilities as a map over the image.
 - ``patch_bank`` / ``nearest_patches`` / ``PatchIndex`` / ``attribute``: re-build an image from its
   nearest real patches (in pixel space, or in the discriminator's feature space via ``patch_features``).
+- ``patch_rmse``: per set of images, the mean pixel error of that re-building (the mosaic distance).
 - ``measure``: the teacher's confidence, entropy and prediction and the discriminator's mean "real"
   score per image.
 """
@@ -285,6 +286,15 @@ def attribute(x: torch.Tensor, bank_images: torch.Tensor, patch: int, stride: in
     return PatchIndex(bank_images, patch, stride, embed).attribute(x)
 
 
+def patch_rmse(sets: dict[str, torch.Tensor], bank_images: torch.Tensor, patch: int, stride: int = 2) -> dict[str, float]:
+    """How much each set of images (name -> (B, C, H, W) in [0, 1]) is made of the bank's real patches: the mean
+    over its images of the pixel RMSE between an image and its re-assembly from the nearest ``patch``-sized bank
+    patches (``PatchIndex(bank_images, patch, stride).attribute``). The issue's "nearest-real-OOD-patch error":
+    lower = closer to a mosaic of real patches; one bank for every set, so the numbers compare."""
+    index = PatchIndex(bank_images, patch, stride)
+    return {name: index.attribute(x).pixel_rmse(x).mean().item() for name, x in sets.items()}
+
+
 # ----------------------------------------------------------------------------- what the players read
 
 @torch.no_grad()
@@ -314,4 +324,4 @@ def measure(teacher: nn.Module, x: torch.Tensor, discriminator: nn.Module | None
 
 __all__ = ["grid_starts", "centered_starts", "extract_patches", "reassemble", "shuffle_patches",
            "receptive_window", "patch_scores", "upsample_scores", "patch_features", "patch_bank",
-           "nearest_patches", "Attribution", "PatchIndex", "attribute", "measure", "Embedding"]
+           "nearest_patches", "Attribution", "PatchIndex", "attribute", "patch_rmse", "measure", "Embedding"]

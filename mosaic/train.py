@@ -33,7 +33,7 @@ import torch.nn as nn
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from mosaic import checkpoint, distributed, game
+from mosaic import checkpoint, distributed, game, patches
 from mosaic.board import Board
 from mosaic.build import (build_ood, build_players, build_schedulers, build_streams, build_teacher,
                           check_teacher_module, modules, optimizers, preflight, teacher_config, unwrap)
@@ -203,6 +203,22 @@ def load_run(out_dir: str | Path, device: str = "auto", teacher: nn.Module | Non
     return RunResult(cfg, metrics, ckpt["history"], players, ood, out)
 
 
+def measure_patches(out_dir: str | Path, ood: str | None = None) -> dict[str, Any]:
+    """``patch_rmse`` / ``patch_rmse_indomain`` of a finished generator run, as ``train`` writes them into
+    metrics.json, measured from its checkpoint (for runs that finished before the metric existed; the same
+    fixed-noise samples, so the same numbers for a CPU run). ``ood``: measure against the bank of another
+    OOD source than the run's (a ``datafree`` run never saw its own). {} for a method without a generator."""
+    run = load_run(out_dir, device="cpu")
+    if run.players.generator is None:
+        return {}
+    cfg = run.config
+    samples = game.fixed_samples(run.players.generator, PATCH_PROBE, cfg.z_dim, "cpu")
+    test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
+    if ood is not None and ood != cfg.ood:
+        return _patch_metrics(cfg.replace(ood=ood, ood_subset=0), samples, test, None, run.players.teacher)
+    return _patch_metrics(cfg, samples, test, run.ood, run.players.teacher)
+
+
 # ----------------------------------------------------------------------------- the loop
 
 def iterate(players: game.Players, streams: game.Streams, schedulers: dict, cfg: RunConfig, device: str,
@@ -292,8 +308,9 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
 
 
 def _final_metrics(cfg: RunConfig, state: LoopState, players: game.Players, test: ImageData,
-                   ood: ImageData | None, device: str) -> dict[str, Any]:
-    """The last student (the headline) and the val-selected one on the test split, with provenance.
+                   ood: ImageData | None, device: str, samples: torch.Tensor | None = None) -> dict[str, Any]:
+    """The last student (the headline) and the val-selected one on the test split, with provenance; for a
+    generator method, how close its ``samples`` are to real OOD patches (``_patch_metrics``).
 
     The val-selected student is scored with the number it was selected on: ``student_acc_valsel`` (top-1) or,
     on a segmentation task, ``student_miou_valsel`` (mIoU), with ``valsel_step`` and ``valsel_val_acc`` /
@@ -308,6 +325,8 @@ def _final_metrics(cfg: RunConfig, state: LoopState, players: game.Players, test
         metrics[f"student_{name}_valsel"] = score(selected, test, device=device)
         metrics["valsel_step"] = state.best["step"]
         metrics[f"valsel_val_{name}"] = state.best[f"val_{name}"]
+    if samples is not None:
+        metrics.update(_patch_metrics(cfg, samples, test, ood, teacher))
     info = getattr(teacher, "info", None) or {"source": "a module passed to train() without provenance"}
     metrics.update({"wall_s": round(state.wall_s, 2), "device": str(device), "torch": torch.__version__,
                     **distributed.describe(cfg.batch_size),
@@ -315,13 +334,35 @@ def _final_metrics(cfg: RunConfig, state: LoopState, players: game.Players, test
     return metrics
 
 
-def _write_samples(generator: nn.Module, path: Path, z_dim: int, device: str, n: int = 64) -> None:
-    """samples.png: a grid of n fixed-noise samples (``game.fixed_samples``), written atomically by rank 0.
+PATCH_BANK = 50_000  # patches (every 2nd pixel of OOD train images) in the bank of _patch_metrics: 500 images at 28x28
+PATCH_PROBE = 64  # images per set measured against it
 
-    Every rank computes them: with global-batch BatchNorm the generator's forward is a collective."""
-    x = game.fixed_samples(unwrap(generator), n, z_dim, device)  # (n, C, H, W)
-    if not distributed.is_main():
-        return
+
+def _patch_metrics(cfg: RunConfig, samples: torch.Tensor, test: ImageData, ood: ImageData | None,
+                   teacher: nn.Module) -> dict[str, Any]:
+    """The mosaic distance (``patches.patch_rmse``, ``cfg.patch_size`` patches) of the run's fixed-noise samples,
+    and of in-domain test images as the scale, against the same bank of real OOD train images: the first
+    images of a permutation seeded 0 (about ``PATCH_BANK`` patches), so every method and seed of a pair meets
+    the same bank. Samples below the in-domain images are closer to real OOD patches than the teacher's own
+    data. The full OOD set, whatever ``ood_subset``; ``datafree`` never sees OOD images, its bank is read from
+    ``cfg.ood`` all the same (nothing is measured when that set cannot be read)."""
+    if ood is None or cfg.ood_subset:
+        try:
+            ood = build_ood(cfg.replace(ood_subset=0), teacher, "cpu")
+        except (FileNotFoundError, ValueError, RuntimeError):
+            return {}
+    patch = min(cfg.patch_size, ood.images.shape[-1])
+    per_image = len(patches.grid_starts(ood.images.shape[-1], patch, 2)) ** 2
+    pick = torch.Generator().manual_seed(0)
+    bank = ood.images[torch.randperm(len(ood), generator=pick)[:-(-PATCH_BANK // per_image)]].float() / 255
+    in_domain = test.images[torch.randperm(len(test), generator=pick)[:PATCH_PROBE]].float() / 255
+    rmse = patches.patch_rmse({"synthetic": samples[:PATCH_PROBE].clamp(0, 1), "in_domain": in_domain},
+                              bank, patch)
+    return {"patch_rmse": rmse["synthetic"], "patch_rmse_indomain": rmse["in_domain"]}
+
+
+def _write_samples(x: torch.Tensor, path: Path) -> None:
+    """samples.png: a grid of the fixed-noise samples x (n, C, H, W) (``game.fixed_samples``), written atomically."""
     tmp = path.with_name(f".{path.name}.tmp.png")
     save_image(x.clamp(0, 1), tmp, nrow=8, padding=1, pad_value=1.0)
     tmp.replace(path)
@@ -358,7 +399,7 @@ def _train(cfg: RunConfig, out: Path, teacher: nn.Module | None, progress: bool)
         test = get_dataset(cfg.dataset, "test", root=cfg.data_root, download=cfg.download)
     checkpoint.seed_everything(cfg.seed)  # the run's randomness does not depend on the teacher's cache state
     players = build_players(cfg, teacher, device, parallel=True)
-    schedulers = build_schedulers(players, cfg.steps, cfg.warmup_s)
+    schedulers = build_schedulers(players, cfg.steps, cfg.warmup_iterations)
     streams, batchers, ood = build_streams(cfg, teacher, device)
     # resume, play, evaluate, write: metrics.json last, so it marks a finished run
     state = _resume(out, cfg, players, schedulers, batchers, device)  # every rank reads rank 0's checkpoint
@@ -368,12 +409,14 @@ def _train(cfg: RunConfig, out: Path, teacher: nn.Module | None, progress: bool)
     board = Board(out, main and cfg.logger == "tensorboard", first_step=state.step + 1)  # rank 0 alone writes
     try:
         state = _loop(cfg, out, state, players, streams, schedulers, batchers, val, device, progress, board)
-        metrics = _final_metrics(cfg, state, players, test, ood, device) if main else {}
+        # fixed-noise samples on every rank (with global-batch BatchNorm the generator's forward is a collective)
+        samples = None if players.generator is None else game.fixed_samples(unwrap(players.generator), 64, cfg.z_dim, device)
+        metrics = _final_metrics(cfg, state, players, test, ood, device, samples) if main else {}
         board.metrics(metrics, state.step)
     finally:
         board.close()
-    if players.generator is not None:
-        _write_samples(players.generator, out / "samples.png", cfg.z_dim, device)
+    if samples is not None and main:
+        _write_samples(samples, out / "samples.png")
     if main:
         checkpoint.write_text_atomic(json.dumps(metrics, indent=2), out / "metrics.json")
     metrics, state.history = distributed.broadcast((metrics, state.history))  # every rank returns rank 0's

@@ -87,7 +87,7 @@ def test_rows_are_reused_when_their_parameters_give_the_same_results(monkeypatch
     monkeypatch.setattr(parity, "build_teacher", lambda *a, **k: (None, {}))
     monkeypatch.setattr(parity, "train_and_evaluate", lambda path, cfg, steps, seed, teacher: trained.append(
         (path, seed)) or {"student_acc": 50.0, "wall_s": 1.0, "steps_per_s": 2.0})
-    cfg = parity.pair_config("fmnist<-mnist5k").replace(steps=4, seed=0, device="cpu", eval_every=0, ckpt_every=0)
+    cfg = parity.pair_config("fmnist<-mnist5k", warmup_s=0.0).replace(steps=4, seed=0, device="cpu", eval_every=0, ckpt_every=0)
     neutral = json.dumps(cfg.replace(out_dir="elsewhere", channels_last=True).to_dict())  # same results
     other = json.dumps(cfg.replace(lr_s=0.05).to_dict())  # other results
     done = [{"pair": "fmnist<-mnist5k", "path": "reference", "seed": 0, "student_acc": 60.0, "params": neutral},

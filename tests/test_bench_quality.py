@@ -29,6 +29,18 @@ def test_summary_mean_std_and_targets_against_hand_computation():
     assert checks.loc["a<-b", "gap_closed_%"] == 80.0
     assert checks.loc["a<-b", "of_kd_indomain_%"] == 90.1
     assert checks.loc["a<-b", "minus_datafree"] == 3.0
+    assert "patch_rmse_mosaickd" not in checks  # runs without the mosaic distance: no column
+
+
+def test_the_mosaic_distance_per_pair_next_to_the_in_domain_images():
+    runs = fake_runs()
+    runs["patch_rmse"] = runs["method"].map({"mosaickd": 0.2, "datafree": 0.3})
+    runs["patch_rmse_indomain"] = 0.25
+    runs.loc[(runs["method"] == "mosaickd") & (runs["seed"] == 1), "patch_rmse"] = 0.1
+    checks = quality.table_by_pair(runs)[1]
+    assert checks.loc["a<-b", "patch_rmse_mosaickd"] == 0.15  # mean over seeds, 3 digits
+    assert checks.loc["a<-b", "patch_rmse_datafree"] == 0.3 and checks.loc["a<-b", "patch_rmse_indomain"] == 0.25
+    assert checks.loc["a<-b", "gap_closed_%"] == 80.0  # the other targets keep 1 digit
 
 
 def test_readme_section_is_replaced_between_markers(tmp_path):
@@ -99,8 +111,12 @@ def test_ood_free_methods_share_one_run_across_pairs_with_the_same_in_domain_sid
     monkeypatch.setattr(quality, "ood_size", lambda pair, data_root="data": 100)
     monkeypatch.setattr("mosaic.build.build_teacher", lambda *a, **k: (None, {}))
     monkeypatch.setattr("mosaic.data.photos.write_sample_photos", lambda *a, **k: None)
+    measured = []  # the twin's mosaic distance on the other pair's OOD bank
+    monkeypatch.setattr("mosaic.train.measure_patches", lambda d, ood=None: measured.append(ood) or {"patch_rmse": 0.5})
     pairs = ["fmnist<-mnist5k", "fmnist<-photos"]
     runs = quality.run_all(pairs, ["scratch", "datafree", "mosaickd"], [0], 5, tmp_path)
+    assert measured == [quality.PAIRS[pairs[1]]["ood"]]  # datafree of the photos pair only
+    assert runs.set_index(["pair", "method"]).loc[(pairs[1], "datafree"), "patch_rmse"] == 0.5
     assert len(runs) == 6 and len(trained) == 4  # scratch and datafree once, mosaickd per pair
     by = runs.set_index(["pair", "method"])
     for m in ("scratch", "datafree"):

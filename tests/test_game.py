@@ -147,10 +147,17 @@ def test_gan_warmup_step_trains_only_the_generator_and_discriminator_on_the_loca
     assert all(q.grad is None for q in p.student.parameters())  # the student never took part
 
 
-def test_warmup_gan_needs_a_discriminator_and_warmup_s_fits_the_run():
+def test_warmup_gan_needs_a_discriminator_and_warmup_s_is_a_fraction_of_the_run():
     with pytest.raises(ValueError, match="warmup_gan=3 needs a discriminator"):
         RunConfig(method="kd_ood", warmup_gan=3)
     with pytest.raises(ValueError, match="warmup_gan=3 needs a discriminator"):
         RunConfig(method="mosaickd", discriminator="none", warmup_gan=3)
-    with pytest.raises(ValueError, match="warmup_s=300 is longer than the run"):
-        RunConfig(steps=200, warmup_s=300)
+    with pytest.raises(ValueError, match=r"in \[0, 1\), got 50.*is warmup_s=0.25"):
+        RunConfig(steps=200, warmup_s=50)  # iterations, as before: the error says the fraction
+    with pytest.raises(ValueError, match=r"in \[0, 1\), got 1.0$"):
+        RunConfig(steps=200, warmup_s=1)
+    with pytest.raises(ValueError, match=r"in \[0, 1\), got -0.1$"):
+        RunConfig(warmup_s=-0.1)
+    assert RunConfig(steps=200).warmup_iterations == 50  # the default, 0.25 of the run
+    assert RunConfig(steps=4, warmup_s=0.5).warmup_iterations == 2
+    assert RunConfig(steps=200, warmup_s=0).warmup_iterations == 0  # the paper: no warm-up

@@ -399,3 +399,13 @@ def test_patch_index_reuses_its_bank_and_agrees_with_attribute():
     ref = P.attribute(x, bank_images, 4, stride=2, embed=embed)
     assert torch.equal(a.reassembled, ref.reassembled) and torch.equal(a.source, ref.source)
     assert torch.equal(b.reassembled, a.reassembled[:1])
+
+
+def test_patch_rmse_is_zero_for_the_banks_own_images_and_the_mean_rmse_of_each_set():
+    bank_images = torch.rand(3, 1, 12, 12)
+    other = torch.rand(2, 1, 12, 12)
+    r = P.patch_rmse({"bank": bank_images, "other": other, "flat": torch.full((2, 1, 12, 12), 0.5)}, bank_images, 4)
+    assert r["bank"] == 0  # every patch of a bank image is in the bank
+    a = P.attribute(other, bank_images, 4, stride=2)
+    assert r["other"] == pytest.approx(a.pixel_rmse(other).mean().item()) and r["other"] > 0
+    assert set(r) == {"bank", "other", "flat"} and all(isinstance(v, float) for v in r.values())

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -44,6 +45,11 @@ def test_every_method_writes_a_complete_run_folder(tmp_path, teacher_dir, method
     lines = (res.out_dir / "history.csv").read_text().splitlines()
     assert len(lines) == 1 + 6 and "loss_s" in lines[0] and "val_acc" in lines[0]
     assert (res.out_dir / "samples.png").exists() == (method in ("mosaickd", "datafree"))
+    # the mosaic distance of the generator's samples and of in-domain images, against one bank of OOD patches
+    has = {"patch_rmse", "patch_rmse_indomain"} <= set(m)
+    assert has == (method in ("mosaickd", "datafree"))
+    if has:
+        assert 0 < m["patch_rmse"] < 1 and 0 < m["patch_rmse_indomain"] < 1
 
 
 def test_teacher_parameters_bit_identical_after_training(tmp_path, teacher_dir):
@@ -179,14 +185,14 @@ def test_teacher_provenance_is_recorded_however_the_teacher_arrives(tmp_path, te
 
 
 def test_a_patch_gan_warmup_comes_first_and_resumes_exactly(tmp_path, teacher_dir, monkeypatch):
-    cfg = tiny(tmp_path / "full", teacher_dir, warmup_gan=3, steps=4, eval_every=2, ckpt_every=2, warmup_s=2)
+    cfg = tiny(tmp_path / "full", teacher_dir, warmup_gan=3, steps=4, eval_every=2, ckpt_every=2, warmup_s=0.5)
     full = train(cfg, progress=False)
     rows = full.history
     assert [r["step"] for r in rows] == list(range(1, 8))
     assert all("loss_local" in r and "loss_s" not in r and "val_acc" not in r for r in rows[:3])
     assert all("loss_s" in r for r in rows[3:]) and [r["step"] for r in rows if "val_acc" in r] == [5, 7]
     assert len({r["lr_s"] for r in rows[:4]}) == 1  # no schedule moves during the warm-up
-    assert rows[4]["lr_s"] > rows[3]["lr_s"]  # then the student's lr warms up (warmup_s=2)
+    assert rows[4]["lr_s"] > rows[3]["lr_s"]  # then the student's lr warms up (0.5 of 4 steps)
     assert full.metrics["steps"] == 4 and full.metrics["valsel_step"] in (5, 7)
     # killed at step 5 (after the step-4 checkpoint, inside the game), resumed: the same numbers
     import mosaic.train as T
@@ -206,3 +212,27 @@ def test_a_patch_gan_warmup_comes_first_and_resumes_exactly(tmp_path, teacher_di
     monkeypatch.setattr(T, "iterate", real)
     again = train(broken, progress=False)
     assert again.history == full.history and again.metrics["student_acc"] == full.metrics["student_acc"]
+
+
+def test_a_run_without_the_mosaic_distance_gets_it_back_from_its_checkpoint(tmp_path, teacher_dir):
+    """quality.run_one fills patch_rmse into a finished run's metrics.json written before the metric existed,
+    with the number train() wrote (same fixed-noise samples, same bank, CPU)."""
+    from mosaic.bench import quality
+
+    cfg = tiny(tmp_path, teacher_dir, method="datafree")
+    written = train(cfg, progress=False).metrics
+    path = Path(cfg.out_dir) / "metrics.json"
+    old = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("patch_rmse")}
+    path.write_text(json.dumps(old))
+    filled = quality.run_one(cfg)
+    assert filled["patch_rmse"] == pytest.approx(written["patch_rmse"], abs=1e-6)
+    assert filled["patch_rmse_indomain"] == pytest.approx(written["patch_rmse_indomain"], abs=1e-6)
+    assert json.loads(path.read_text())["patch_rmse"] == filled["patch_rmse"]  # written back once
+    assert "patch_rmse" not in quality.run_one(tiny(tmp_path / "s", teacher_dir, method="scratch"))
+    # a datafree run serves every pair with its in-domain side: measured against another pair's OOD bank
+    from mosaic.train import measure_patches
+
+    other = measure_patches(cfg.out_dir, ood="digits")
+    assert other["patch_rmse"] != pytest.approx(written["patch_rmse"], abs=1e-3)
+    assert 0 < other["patch_rmse"] < 1 and 0 < other["patch_rmse_indomain"] < 1
+    assert measure_patches(cfg.out_dir, ood=cfg.ood) == pytest.approx({k: written[k] for k in other}, abs=1e-6)

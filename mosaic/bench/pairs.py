@@ -2,7 +2,8 @@
 
 One definition each; every benchmark module and script imports them from here.
 
-- ``PAIRS``: "in-domain <- OOD" pairs that need no download, as RunConfig fields (the teacher too).
+- ``PAIRS``: "in-domain <- OOD" pairs that need no download, as RunConfig fields (the teacher too; its budget is
+  RunConfig's auto one, ``teacher.AUTO_ITERATIONS``).
 - ``PRESETS``: the speed benchmark's settings, as RunConfig fields over the defaults.
 - ``CIFAR100_SPEC``: the registry's CIFAR-100 spec, for the ``paper`` preset's random-init networks on
   synthetic images (no CIFAR-100 files needed).
@@ -16,10 +17,9 @@ from mosaic.data import dataset_spec
 from mosaic.spec import ImageSpec
 
 PAIRS: dict[str, dict[str, Any]] = {
-    "fmnist<-mnist5k": dict(dataset="fmnist", ood="mnist5k", teacher="lenet5", student="lenet5_half", teacher_epochs=5),
-    "mnist5k<-fmnist": dict(dataset="mnist5k", ood="fmnist", teacher="lenet5", student="lenet5_half", teacher_epochs=30),
-    "fmnist<-photos": dict(dataset="fmnist", ood="folder:data/skimage_photos", teacher="lenet5", student="lenet5_half",
-                           teacher_epochs=5),
+    "fmnist<-mnist5k": dict(dataset="fmnist", ood="mnist5k", teacher="lenet5", student="lenet5_half"),
+    "mnist5k<-fmnist": dict(dataset="mnist5k", ood="fmnist", teacher="lenet5", student="lenet5_half"),
+    "fmnist<-photos": dict(dataset="fmnist", ood="folder:data/skimage_photos", teacher="lenet5", student="lenet5_half"),
 }
 
 PRESETS: dict[str, dict[str, Any]] = {  # RunConfig fields per preset (default: the RunConfig defaults)

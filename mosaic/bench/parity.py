@@ -77,7 +77,7 @@ def run(pair: str, paths: list[str], seeds: list[int], steps: int, done: Sequenc
     Rows of ``done`` with the same pair, path and seed whose parameters give the same results
     (``RunConfig.same_results``) are reused instead of retrained.
     """
-    cfg = pair_config(pair, **overrides).replace(eval_every=0, ckpt_every=0)
+    cfg = pair_config(pair, **{"warmup_s": 0.0, **overrides}).replace(eval_every=0, ckpt_every=0)  # the paper's schedule
     cfg = cfg.replace(device=resolve_device(cfg.device))
     teacher, _ = build_teacher(cfg, cfg.device, progress=False)
     rows = []

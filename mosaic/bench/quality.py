@@ -115,12 +115,17 @@ def ood_size(pair: str, data_root: str = "data") -> int:
 
 def run_one(cfg: RunConfig, progress: bool = False) -> dict:
     """metrics.json of ``cfg``: read when its folder holds it finished (``RunConfig.same_results``), else trained."""
-    from mosaic.train import finished, train
+    from mosaic.checkpoint import write_text_atomic
+    from mosaic.train import finished, measure_patches, train
 
     path = Path(cfg.out_dir) / "metrics.json"
-    if finished(cfg.out_dir, cfg):
-        return json.loads(path.read_text())
-    return train(cfg, progress=progress).metrics
+    if not finished(cfg.out_dir, cfg):
+        return train(cfg, progress=progress).metrics
+    metrics = json.loads(path.read_text())
+    if cfg.uses_generator and "patch_rmse" not in metrics:  # a run from before the mosaic distance was recorded
+        metrics.update(measure_patches(cfg.out_dir))
+        write_text_atomic(json.dumps(metrics, indent=2), path)
+    return metrics
 
 
 OOD_FREE = ("scratch", "kd_indomain", "datafree")  # methods that never look at the OOD images
@@ -153,6 +158,7 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
     from mosaic.config import resolve_device
     from mosaic.data.photos import write_sample_photos
     from mosaic.build import build_teacher
+    from mosaic.train import measure_patches
 
     if any("skimage_photos" in task_of(p).pairs[p]["ood"] for p in pairs):
         write_sample_photos("data/skimage_photos")
@@ -181,15 +187,19 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
         pool, results = None, map(run_one, unique)
     results = list(tqdm(results, total=len(unique), desc="quality benchmark"))
     rows = []
-    for (pair, method, seed), i in zip(cells, source):
+    for (pair, method, seed), cell, i in zip(cells, cfgs, source):
         cfg, m = unique[i], results[i]
+        if cfg.uses_generator and cell.ood != cfg.ood:  # a twin's mosaic distance is measured on this pair's OOD
+            m = {**m, **measure_patches(cfg.out_dir, ood=cell.ood)}
         name = "miou" if "student_miou" in m else "acc"  # the task's score: top-1, or mIoU (segmentation)
         extra = {"pixel_acc": m["pixel_acc"]} if name == "miou" else {}
         rows.append({"pair": pair, "method": method, "seed": seed, f"student_{name}": m[f"student_{name}"],
                      f"student_{name}_valsel": m.get(f"student_{name}_valsel"), "valsel_step": m.get("valsel_step"),
                      f"teacher_{name}": m[f"teacher_{name}"], "agreement": m["agreement"], **extra,
-                     "wall_s": m["wall_s"], "steps": cfg.steps, "kd_steps": cfg.kd_steps, "batch_size": cfg.batch_size,
-                     "precision": cfg.precision, "channels_last": cfg.channels_last, "n_ood": m.get("n_ood"),
+                     "wall_s": m["wall_s"], "patch_rmse": m.get("patch_rmse"),
+                     "patch_rmse_indomain": m.get("patch_rmse_indomain"), "steps": cfg.steps,
+                     "kd_steps": cfg.kd_steps, "batch_size": cfg.batch_size, "precision": cfg.precision,
+                     "channels_last": cfg.channels_last, "n_ood": m.get("n_ood"),
                      "num_classes": len(m.get("per_class_acc") or m["per_class_iou"]), "run_dir": cfg.out_dir,
                      "params": json.dumps(cfg.to_dict(), sort_keys=True)})
     if pool is not None:
@@ -232,7 +242,13 @@ def table_by_pair(runs):
         checks["of_kd_indomain_%"] = 100 * means["mosaickd"] / means["kd_indomain"]
     if {"datafree", "mosaickd"} <= set(means.columns):
         checks["minus_datafree"] = means["mosaickd"] - means["datafree"]
-    return table, checks.round(1)
+    if "patch_rmse" in runs and runs["patch_rmse"].notna().any():  # the mosaic distance (train._patch_metrics)
+        rmse = runs.groupby(["pair", "method"])["patch_rmse"].mean().unstack("method")
+        for method in ("mosaickd", "datafree"):
+            if method in rmse:
+                checks[f"patch_rmse_{method}"] = rmse[method]
+        checks["patch_rmse_indomain"] = runs.groupby("pair")["patch_rmse_indomain"].mean()
+    return table, checks.round({c: 3 if c.startswith("patch_rmse") else 1 for c in checks.columns})
 
 
 def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md", csv: bool = True,

@@ -129,7 +129,7 @@ def build_step(variant: Variant, cfg: RunConfig, teacher: nn.Module, ood: ImageD
     """
     cfg = variant.config(cfg)
     players = build.build_players(cfg, teacher, device)
-    schedulers = build.build_schedulers(players, cfg.steps, cfg.warmup_s)
+    schedulers = build.build_schedulers(players, cfg.steps, cfg.warmup_iterations)
     if variant.path == "library":
         if ood is None:
             streams = build.build_streams(cfg, teacher, device)[0]
