@@ -80,7 +80,7 @@ def plot_segmentation(images: torch.Tensor, maps: Mapping[str, torch.Tensor], nr
 
     rows = {"images": images, **{k: mask_colors(v) for k, v in maps.items()}}
     legend = 0.0 if not class_names else 0.3 * -(-len(class_names) // 6)  # inches: one legend line per 6 classes
-    height = 1.45 * len(rows) + legend + (0.3 if title else 0)
+    height = 1.55 * len(rows) + legend + (0.3 if title else 0)  # an image row 1.25 in high, its title above
     fig, axes = plt.subplots(len(rows), 1, figsize=(1.25 * min(nrow, len(images)), height), squeeze=False)
     for ax, (name, x) in zip(axes[:, 0], rows.items()):
         ax.imshow(image_grid(x[:nrow], nrow))
