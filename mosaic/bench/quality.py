@@ -191,7 +191,7 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
         cfg, m = unique[i], results[i]
         if cfg.uses_generator and cell.ood != cfg.ood:  # a twin's mosaic distance is measured on this pair's OOD
             m = {**m, **measure_patches(cfg.out_dir, ood=cell.ood)}
-        name = "miou" if "student_miou" in m else "acc"  # the task's score: top-1, or mIoU (segmentation)
+        name = metric_of(m)  # the task's score: top-1, or mIoU (segmentation)
         extra = {"pixel_acc": m["pixel_acc"]} if name == "miou" else {}
         rows.append({"pair": pair, "method": method, "seed": seed, f"student_{name}": m[f"student_{name}"],
                      f"student_{name}_valsel": m.get(f"student_{name}_valsel"), "valsel_step": m.get("valsel_step"),
@@ -208,7 +208,8 @@ def run_all(pairs, methods, seeds, steps: int, runs_root: str | Path, jobs: int 
 
 
 def metric_of(runs) -> str:
-    """The score the runs' table holds: 'miou' when they have a student_miou column (segmentation), else 'acc'."""
+    """The score the runs hold: 'miou' when they have a student_miou column or key (segmentation: a runs table
+    or one run's metrics), else 'acc'."""
     return "miou" if "student_miou" in runs else "acc"
 
 
