@@ -76,6 +76,16 @@ def test_quick_mode_writes_a_csv_with_parameters(tmp_path):
     assert subset.ood_subset > 0 and runs.loc[runs["method"] == "mosaickd†", "n_ood"].item() == subset.ood_subset
 
 
+def test_quick_never_writes_over_the_real_tables_unless_told():
+    from mosaic.bench.quality import parse_args
+    _, quick = parse_args(["--quick"])
+    _, full = parse_args([])
+    assert (quick.out, quick.runs) == ("runs/quick/benchmarks", "runs/quick/runs")
+    assert (full.out, full.runs) == ("benchmarks", "runs/bench")
+    _, told = parse_args(["--quick", "--out", "x", "--runs", "y"])
+    assert (told.out, told.runs) == ("x", "y")
+
+
 def test_method_settings_reach_their_method_only():
     from mosaic.config import RunConfig
 

@@ -1,7 +1,7 @@
 """Quality benchmark: the paper's table on offline pairs, every method on the same teacher and budget.
 
     python -m mosaic.bench quality --jobs 2 --threads 1   # full table: 3 pairs x 6 methods x 3 seeds
-    python -m mosaic.bench quality --quick      # 1 pair, 1 seed, a few steps: a smoke test (minutes)
+    python -m mosaic.bench quality --quick      # 1 pair, 1 seed, a few steps: a smoke test (minutes), in runs/quick/
     python -m mosaic.bench quality --table-only # rebuild table, figure and README section from the CSV
     python -m mosaic.bench quality --task seg --jobs 2 --threads 1   # the segmentation table (mIoU), below
 
@@ -305,19 +305,22 @@ def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md"
     return md
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line, with ``--out`` / ``--runs`` resolved (a ``--quick`` run never writes over the real tables)."""
     p = argparse.ArgumentParser(prog="python -m mosaic.bench quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="cls", choices=list(TASKS),
                    help="cls: classification (top-1, default); seg: semantic segmentation (mIoU)")
-    p.add_argument("--quick", action="store_true", help="one pair, one seed, 4 steps, results to --out (smoke test)")
+    p.add_argument("--quick", action="store_true",
+                   help="one pair, one seed, 4 steps (smoke test); --out / --runs default to runs/quick/{benchmarks,runs} "
+                        "so that the real tables are never overwritten")
     p.add_argument("--pairs", nargs="+", choices=[q for t in TASKS.values() for q in t.pairs],
                    help="default: every pair of the task")
     p.add_argument("--methods", nargs="+", choices=list(TABLE_METHODS), help="default: the task's rows")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--steps", type=int, help="outer iterations of every run (default: the task's, 200 cls / "
                                                  f"{TASKS['seg'].steps} seg)")
-    p.add_argument("--out", default="benchmarks")
-    p.add_argument("--runs", default="runs/bench")
+    p.add_argument("--out", help="folder of the table, CSV and figure (default: benchmarks)")
+    p.add_argument("--runs", help="folder of the run folders (default: runs/bench)")
     p.add_argument("--fast", action=argparse.BooleanOptionalAction, default=True,
                    help="bf16 autocast + channels_last, the library's fast path (default; --no-fast: fp32 NCHW)")
     p.add_argument("--jobs", type=int, default=1, help="cells trained at once, in worker processes")
@@ -325,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", default="README.md", help="README whose table section is updated ('' = none)")
     p.add_argument("--table-only", action="store_true", help="rebuild outputs from OUT/<task's prefix>_runs.csv")
     a = p.parse_args(argv)
+    a.out = a.out or ("runs/quick/benchmarks" if a.quick else "benchmarks")
+    a.runs = a.runs or ("runs/quick/runs" if a.quick else "runs/bench")
+    return p, a
+
+
+def main(argv: list[str] | None = None) -> int:
+    p, a = parse_args(argv)
     task = TASKS[a.task]
     if a.table_only:
         import pandas as pd
