@@ -52,9 +52,10 @@ lab: data
 notebooks: data
 	$(BIN)/python -m mosaic.grid notebooks/0*.ipynb
 
-# the measured tables of README "Results" (about 1.5 h on 2 CPU cores); speed last, on a quiet machine
+# the measured tables of README "Results" (about 2.5 h on 2 CPU cores); speed last, on a quiet machine
 bench: data
 	$(BIN)/python -m mosaic.bench quality --jobs 2 --threads 1
+	$(BIN)/python -m mosaic.bench quality --task seg --jobs 2 --threads 1
 	$(BIN)/python -m mosaic.bench parity --threads 1 --fast library+bf16+cl library --seeds 0 1 2 3 4
 	$(BIN)/python -m mosaic.bench speed --threads 1 --compile --phases 2 --steps 5 --rounds 6
 

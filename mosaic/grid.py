@@ -41,7 +41,9 @@ from mosaic.config import RunConfig
 from mosaic.train import train
 
 MAX_LABEL = 80  # longer folder labels are cut and end in a hash
-METRIC_COLUMNS = ("student_acc", "student_acc_valsel", "agreement", "teacher_acc", "wall_s")
+# the numbers a finished run's metrics.json holds (classification, then segmentation): NaN for unfinished rows
+METRIC_COLUMNS = ("student_acc", "student_acc_valsel", "teacher_acc",
+                  "student_miou", "student_miou_valsel", "teacher_miou", "pixel_acc", "agreement", "wall_s")
 
 Grid = Mapping[str, Mapping[str, Any]]  # name -> overrides, or group -> name -> overrides
 

@@ -193,6 +193,9 @@ def test_collect_reads_metrics_per_row_and_seed(tmp_path):
     assert table["w_adv"].tolist() == [1.0, 1.0, 0.0, 0.0]  # config fields are columns (done or not)
     assert table["agreement"].iloc[0] == 61.0 and table["student_acc_valsel"].iloc[1] == 61.5
     assert "per_class_acc" not in table and "config" not in table
+    assert math.isnan(table["student_miou"].iloc[3])  # a segmentation grid's columns exist before any run is done
+    nothing_done = grid.collect(runs[3:])
+    assert grid.summarize(nothing_done, value="student_miou").empty
 
 
 def test_summarize_mean_std_n_and_gap_to_reference(tmp_path):
