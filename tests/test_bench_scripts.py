@@ -106,6 +106,33 @@ def test_game_ab_table_pairs_seeds_and_reads_the_diagnostics(tmp_path, monkeypat
     assert (tmp_path / "ab.csv").exists()
 
 
+def test_game_ab_on_a_segmentation_pair_scores_miou_at_the_tasks_budget(tmp_path, monkeypatch):
+    ab = load("game_ab")
+    seen = []
+
+    def fake_run_all(pairs, methods, seeds, steps, runs_root, jobs, threads, precision, channels_last, **overrides):
+        seen.append((methods, steps, overrides))
+        out = []
+        for s in seeds:
+            d = Path(runs_root) / f"s{s}"
+            d.mkdir(parents=True)
+            pd.DataFrame({"step": [1, 2], "loss_s": [1.0, 1.0], "val_miou": [None, 30.0 + s]}).to_csv(
+                d / "history.csv", index=False)
+            out.append({"pair": pairs[0], "seed": s, "student_miou": 20.0 + s + overrides.get("w_balance", 0),
+                        "wall_s": 1.0, "run_dir": str(d), "params": "{}"})
+        return pd.DataFrame(out)
+
+    monkeypatch.setattr(ab, "run_all", fake_run_all)
+    runs = ab.main(["--pairs", "fmnist_scenes<-scenes:mnist5k", "--method", "datafree", "--seeds", "0", "1",
+                    "--rows", "wb1:w_balance=1", "--runs", str(tmp_path / "r"), "--out", str(tmp_path / "ab")])
+    assert seen == [(["datafree"], 150, {}), (["datafree"], 150, {"w_balance": 1})]  # the seg task's budget
+    assert list(runs["vs_datafree"]) == [0.0, 0.0, 1.0, 1.0] and list(runs["val_miou"]) == [30.0, 31.0, 30.0, 31.0]
+    md = (tmp_path / "ab.md").read_text()
+    assert "student_miou" in md and "mIoU" in md and "--method datafree" in md
+    with pytest.raises(SystemExit):  # one task per table
+        ab.main(["--pairs", "fmnist<-mnist5k", "fmnist_scenes<-scenes:mnist5k", "--out", str(tmp_path / "x")])
+
+
 def test_game_ab_rows_parse_and_refuse_what_they_cannot_read():
     ab = load("game_ab")
     assert ab.parse_row("w 10: w_local=10, lr_g=1e-3") == ("w 10", {"w_local": 10, "lr_g": 1e-3})
