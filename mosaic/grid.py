@@ -374,7 +374,9 @@ def summarize(table: "pd.DataFrame", value: str = "student_acc", by: Sequence[st
               reference: str | None = None, also: Sequence[str] = ()) -> "pd.DataFrame":  # noqa: F821
     """Mean, std (over seeds; NaN for one seed) and n of ``value`` per row, in row order.
 
-    ``reference``: a row name; adds ``vs_<reference>``, each row's mean minus that row's.
+    ``reference``: a row name; adds ``vs_<reference>``, each row's mean minus that row's, and
+    ``vs_<reference>_se``, the standard error of that difference paired by seed (the std of the per-seed
+    differences over the square root of their count, on the seeds both rows finished; NaN under two seeds).
     ``also``: more columns whose mean per row is added under their own name.
     """
     by = [c for c in by if c in table.columns]
@@ -389,6 +391,11 @@ def summarize(table: "pd.DataFrame", value: str = "student_acc", by: Sequence[st
         if ref.empty:
             raise ValueError(f"reference row {reference!r} has no finished run")
         out["vs_" + reference] = out["mean"] - float(ref.iloc[0])
+        if "seed" in done.columns:
+            ref_by_seed = done[done["name"] == reference].groupby("seed")[value].mean()
+            diffs = done[value] - done["seed"].map(ref_by_seed)  # NaN where the reference lacks that seed
+            paired = diffs.groupby([done[c] for c in by], sort=False)
+            out["vs_" + reference + "_se"] = (paired.std() / paired.count() ** 0.5).values
     return out
 
 

@@ -208,6 +208,7 @@ def test_summarize_mean_std_n_and_gap_to_reference(tmp_path):
     assert s["std"].tolist() == pytest.approx([2.0, 2.8284271])  # sample std (ddof 1), as pandas
     assert s["n"].tolist() == [3, 2]
     assert s["vs_full"].tolist() == pytest.approx([0.0, -10.0])
+    assert s["vs_full_se"].tolist() == pytest.approx([0.0, 1.0])  # paired by seed: -10, -8 -> std 1.414 / sqrt(2)
     with pytest.raises(ValueError, match="reference row 'nope'"):
         grid.summarize(grid.collect(runs), reference="nope")
 
