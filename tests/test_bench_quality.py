@@ -43,6 +43,25 @@ def test_the_mosaic_distance_per_pair_next_to_the_in_domain_images():
     assert checks.loc["a<-b", "gap_closed_%"] == 80.0  # the other targets keep 1 digit
 
 
+def test_sample_figure_shows_the_first_seeds_samples_of_each_generator_method(tmp_path):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    runs = fake_runs()
+    assert quality.sample_figure(runs) is None  # no run folders: no figure (and write_outputs does not fail)
+    runs["run_dir"] = [str(tmp_path / f"{m}{s}") for m, s in zip(runs["method"], runs["seed"])]
+    for method in ("mosaickd", "datafree"):
+        (tmp_path / f"{method}0").mkdir()
+        plt.imsave(tmp_path / f"{method}0" / "samples.png", np.random.default_rng(0).random((80, 80)), cmap="gray")
+    fig = quality.sample_figure(runs)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["a<-b: datafree, seed 0 (70.0)", "a<-b: mosaickd, seed 0 (72.0)"]
+    assert fig.axes[1].images[0].get_array().shape[0] == 80 * 2 // 8 + 1  # the top 2 of the grid's 8 rows
+    plt.close(fig)
+    quality.write_outputs(runs, tmp_path / "out", readme=None)
+    assert (tmp_path / "out" / "quality_samples.png").exists()
+
+
 def test_readme_section_is_replaced_between_markers(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- quality-table:start -->\nold\n<!-- quality-table:end -->\noutro\n")

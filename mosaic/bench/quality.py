@@ -255,9 +255,37 @@ def table_by_pair(runs):
     return table, checks.round({c: 3 if c.startswith("patch_rmse") else 1 for c in checks.columns})
 
 
+def sample_figure(runs, methods=("datafree", "mosaickd"), rows: int = 2):
+    """What the generators make: for each pair (a figure row) and generator method (a column), the first ``rows``
+    of the 8-row fixed-noise grid in the first seed's ``samples.png``, titled with that run's score. None when no
+    run folder of ``runs`` holds a samples.png (e.g. a CSV read on another machine)."""
+    import matplotlib.pyplot as plt
+
+    if "run_dir" not in runs:
+        return None
+    metric = metric_of(runs)
+    first = runs[runs["method"].isin(methods)].sort_values("seed").groupby(["pair", "method"], sort=False).first()
+    cells = {k: r for k, r in first.iterrows() if (Path(r["run_dir"]) / "samples.png").exists()}
+    if not cells:
+        return None
+    pairs = list(dict.fromkeys(p for p in runs["pair"] if any(q == p for q, _ in cells)))
+    fig, axes = plt.subplots(len(pairs), len(methods), figsize=(3.6 * len(methods), 1.15 * len(pairs) + 0.2),
+                             squeeze=False)
+    for ax, (pair, method) in zip(axes.flat, [(p, m) for p in pairs for m in methods]):
+        ax.axis("off")
+        if (pair, method) in cells:
+            r = cells[(pair, method)]
+            image = plt.imread(Path(r["run_dir"]) / "samples.png")
+            ax.imshow(image[: image.shape[0] * rows // 8 + 1])
+            ax.set_title(f"{pair}: {method}, seed {r['seed']} ({r[f'student_{metric}']:.1f})", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md", csv: bool = True,
                   prefix: str = "quality") -> str:
-    """CSV, markdown table, figure ({prefix}_runs.csv, {prefix}_table.md, {prefix}.png); and the README section
+    """CSV, markdown table, figures ({prefix}_runs.csv, {prefix}_table.md, {prefix}.png, and {prefix}_samples.png
+    where the run folders hold samples: ``sample_figure``); and the README section
     between the {marker}:start / :end markers, marker = prefix with '-' for '_' + '-table' (quality-table,
     seg-quality-table). The score is the runs' own (``metric_of``: top-1, or mIoU)."""
     import matplotlib
@@ -298,6 +326,10 @@ def write_outputs(runs, out: str | Path, readme: str | Path | None = "README.md"
     fig.tight_layout()
     fig.savefig(out / f"{prefix}.png", dpi=120)
     plt.close(fig)
+    fig = sample_figure(runs)
+    if fig is not None:
+        fig.savefig(out / f"{prefix}_samples.png", dpi=80)
+        plt.close(fig)
     if readme and Path(readme).exists():
         marker = prefix.replace("_", "-") + "-table"
         text = Path(readme).read_text()
