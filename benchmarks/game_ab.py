@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mosaic.bench.quality import TASKS, metric_of, run_all
+from mosaic.bench.quality import FAST_PATH, TASKS, metric_of, run_all
 
 DEFAULT_ROWS = ["no D:discriminator=none", "warm-up 300:warmup_gan=300"]
 
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     steps = a.steps or task.steps
     base_row = a.method
     rows = {base_row: {}, **dict(parse_row(r) for r in a.rows)}
-    fast = dict(precision="bf16", channels_last=True) if a.fast else {}
+    fast = FAST_PATH if a.fast else {}
     tables = []
     for name, overrides in rows.items():
         root = Path(a.runs) / ("fast" if a.fast else "fp32") / name.replace(" ", "_")

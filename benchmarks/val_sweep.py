@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from mosaic.bench.pairs import PAIRS, pair_config
+from mosaic.bench.quality import FAST_PATH
 from mosaic.config import RunConfig
 from mosaic.train import RunResult, finished, load_run, train
 
@@ -87,7 +88,7 @@ def main() -> None:
     if a.table:
         print(table(pd.concat([pd.read_csv(f) for f in a.table], ignore_index=True)))
         return
-    fast = dict(precision="bf16", channels_last=True) if a.fast else {}
+    fast = FAST_PATH if a.fast else {}
     rows = []
     for pair in a.pairs:
         for seed in a.seeds:

@@ -46,6 +46,8 @@ METHOD_SETTINGS: dict[str, dict] = {
 # a final student within this many points of chance did not train: top-1 at chance is 100 / K; an mIoU at or
 # below 100 / K is no better than a constant map (one class everywhere scores share_c / K <= 100 / K)
 CHANCE_MARGIN = {"acc": 5.0, "miou": 0.0}
+# the library's fast path, every benchmark's default (--fast): bf16 autocast + channels_last
+FAST_PATH: dict = dict(precision="bf16", channels_last=True)
 TABLE_METHODS = ("scratch", "kd_indomain", "kd_ood", "datafree", "mosaickd", "mosaickd†")  # the table's rows
 ROW_ORDER = ("teacher", *TABLE_METHODS)
 
@@ -384,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     if other:
         p.error(f"--pairs {' '.join(other)} belong to another task than --task {a.task}; choose among "
                 f"{', '.join(task.pairs)}")
-    overrides = dict(precision="bf16", channels_last=True) if a.fast else {}
+    overrides = dict(FAST_PATH) if a.fast else {}
     if a.quick:
         a.pairs, a.seeds, a.steps = a.pairs[:1], a.seeds[:1], 4
         overrides.update(task.quick)
