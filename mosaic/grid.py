@@ -395,7 +395,8 @@ def summarize(table: "pd.DataFrame", value: str = "student_acc", by: Sequence[st
             ref_by_seed = done[done["name"] == reference].groupby("seed")[value].mean()
             diffs = done[value] - done["seed"].map(ref_by_seed)  # NaN where the reference lacks that seed
             paired = diffs.groupby([done[c] for c in by], sort=False)
-            out["vs_" + reference + "_se"] = (paired.std() / paired.count() ** 0.5).values
+            se = (paired.std() / paired.count() ** 0.5).rename("vs_" + reference + "_se")
+            out = out.merge(se, left_on=by, right_index=True, how="left")  # by row key, not by position
     return out
 
 
