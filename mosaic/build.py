@@ -21,6 +21,7 @@ from mosaic.config import RunConfig, resolve_device
 from mosaic.data import DATASETS, Batcher, ImageData, adapt, dataset_spec, entropy_subset, get_dataset
 from mosaic.models import Generator, check_model, get_discriminator, get_model
 from mosaic.nnutil import cosine_schedule
+from mosaic.pool import SamplePool
 from mosaic.teacher import TEACHER_FILE_HELP, TeacherConfig, check_teacher_file, get_teacher, load_teacher
 
 
@@ -64,6 +65,11 @@ def build_players(cfg: RunConfig, teacher: nn.Module, device: str, parallel: boo
     if cfg.uses_generator:
         players.generator = Generator(spec, z_dim=cfg.z_dim, ngf=cfg.ngf).to(device)
         players.opt_g = torch.optim.Adam(players.generator.parameters(), lr=cfg.lr_g, betas=cfg.betas)
+    if cfg.pool:
+        if distributed.world_size() > 1:
+            raise ValueError(f"RunConfig.pool={cfg.pool}: the replay pool is per process and not yet saved across "
+                             "ranks, so a torchrun run could not resume exactly; run it on one process or set pool=0")
+        players.pool = SamplePool(cfg.pool)
     if cfg.uses_discriminator:
         players.discriminator = get_discriminator(cfg.discriminator, spec, patch_size=cfg.patch_size, ndf=cfg.ndf).to(device)
         players.opt_d = torch.optim.Adam(players.discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)

@@ -47,6 +47,7 @@ class RunConfig:
     t_kd: float = 1.0  # distillation temperature
     student_ood: bool = True  # mosaickd: the student's batch joins real OOD images to the mosaics (paper)
     warmup_gan: int = 0  # mosaickd: iterations of the patch GAN alone (D, then G on loss_local) before the game (paper: 0)
+    pool: int = 0  # generator methods: >0, the student's synthetic images are drawn from the last N synthesized (mosaic.pool; paper: 0)
     warmup_s: float = 0.25  # student lr rises linearly over this fraction of the game's steps, then the cosine (paper: 0)
     # --- the generator's loss weights (paper README values)
     w_local: float = 1.0  # scales loss_local (patch GAN term, Eq. 3)
@@ -88,7 +89,7 @@ class RunConfig:
         for name in ("steps", "kd_steps", "batch_size", "z_dim", "ngf", "ndf"):
             _at_least(name, getattr(self, name), 1)
         for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed", "warmup_gan",
-                     "threads", "teacher_epochs"):
+                     "threads", "teacher_epochs", "pool"):
             _at_least(name, getattr(self, name), 0)
         for name in ("lr_s", "lr_g", "lr_d", "t_kd"):
             if not 0 < getattr(self, name) < math.inf:
@@ -104,6 +105,9 @@ class RunConfig:
             raise ValueError(f"RunConfig.warmup_gan={self.warmup_gan} needs a discriminator to warm up against: "
                              f"method='mosaickd' with discriminator 'patch' or 'full' (got {self.method!r}, "
                              f"{self.discriminator!r}); or set warmup_gan=0")
+        if self.pool and not self.uses_generator:
+            raise ValueError(f"RunConfig.pool={self.pool} replays synthetic images, and method={self.method!r} has no "
+                             "generator: use 'mosaickd' or 'datafree', or set pool=0")
         if not 0 <= self.warmup_s < 1:
             hint = (f" (warmup_s is a fraction of the run: {self.warmup_s:g} iterations of steps={self.steps} is "
                     f"warmup_s={self.warmup_s / self.steps:g})" if 1 < self.warmup_s <= self.steps else "")

@@ -9,6 +9,7 @@ MosaicKD, one iteration (paper Alg. 1 and the official loop order):
   2. generator (reusing x): w_local·local + w_align·align
                             + w_balance·balance + w_adv·adv              -> loss_g
   3. student, kd_steps times: KD on fresh synthetic x ∪ real OOD x'       -> loss_s
+     (with ``cfg.pool``, x is drawn from a replay memory the fresh batch joins: ``mosaic.pool``)
 
 Classification and dense prediction share every line: the task lives in the logits' shape, (B, K)
 or (B, K, H, W), and ``mosaic.losses`` reads it (per-pixel terms, balance over all pixels); the
@@ -27,6 +28,7 @@ import torch.nn as nn
 from mosaic import losses
 from mosaic.config import RunConfig
 from mosaic.distributed import Shard, without_ddp
+from mosaic.pool import SamplePool
 
 ImageStream = Callable[[], torch.Tensor]  # () -> (B, C, H, W) float in [0, 1]
 LabeledStream = Callable[[], tuple[torch.Tensor, torch.Tensor]]  # () -> ((B, C, H, W), (B,) or masks (B, H, W))
@@ -44,6 +46,7 @@ class Players:
     opt_g: torch.optim.Optimizer | None = None
     opt_d: torch.optim.Optimizer | None = None
     scalers: dict[str, torch.amp.GradScaler] = field(default_factory=dict)  # fp16 only: "s", "g", "d"
+    pool: SamplePool | None = None  # RunConfig.pool > 0: the student's replay memory of synthetic images
 
 
 @dataclass
@@ -187,6 +190,16 @@ def _synthesize(players: Players, n: int, cfg: RunConfig, device, shard: Shard) 
         return players.generator(sample_z(n, cfg.z_dim, device, shard))  # (B, C, H, W)
 
 
+def _student_synthetic(players: Players, cfg: RunConfig, device, shard: Shard) -> torch.Tensor:
+    """The synthetic images of one student step: a fresh batch, or (with a pool) as many drawn from the pool
+    after the fresh batch joins it."""
+    x = _synthesize(players, cfg.batch_size, cfg, device, shard)  # (B, C, H, W)
+    if players.pool is None:
+        return x
+    players.pool.push(x)
+    return players.pool.sample(len(x))  # (B, C, H, W)
+
+
 def _floats(d: dict[str, torch.Tensor]) -> dict[str, float]:
     """Tensors → floats with a single device sync."""
     keys = list(d)
@@ -215,7 +228,7 @@ def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device, di
     # 3. student ×kd_steps: KD on fresh synthetic samples joined with real OOD images
     loss_s = []
     for _ in range(cfg.kd_steps):
-        x = _synthesize(players, cfg.batch_size, cfg, device, streams.shard)  # (B, C, H, W)
+        x = _student_synthetic(players, cfg, device, streams.shard)  # (B, C, H, W)
         if cfg.student_ood:
             x = torch.cat([x, streams.ood()])  # (2B, C, H, W)
         loss_s.append(student_kd_update(players, x, cfg, amp))
@@ -234,7 +247,7 @@ def datafree_step(players: Players, streams: Streams, cfg: RunConfig, device, di
     _update(terms["loss_g"], players.opt_g, players.scalers.get("g"))
     out.update({k: v.detach() for k, v in terms.items()})
     # 2. student ×kd_steps on synthetic samples only
-    loss_s = [student_kd_update(players, _synthesize(players, cfg.batch_size, cfg, device, streams.shard), cfg, amp)
+    loss_s = [student_kd_update(players, _student_synthetic(players, cfg, device, streams.shard), cfg, amp)
               for _ in range(cfg.kd_steps)]
     out["loss_s"] = torch.stack(loss_s).mean()
     return _floats(out)

@@ -110,6 +110,8 @@ def _save(out: Path, cfg: RunConfig, state: LoopState, players: game.Players, sc
         "rng": checkpoint.rng_state(),  # every rank's: ranks draw the same global batches
         "world_size": distributed.world_size(),
     }
+    if players.pool is not None:
+        ckpt["pool"] = players.pool.state_dict()
     checkpoint.save_atomic(ckpt, out / "checkpoint.pt")
     checkpoint.write_text_atomic(_history_csv(state.history), out / "history.csv")
 
@@ -119,6 +121,8 @@ def _load_players(ckpt: dict, players: game.Players) -> None:
         m.load_state_dict(ckpt["models"][k])
     for k, o in optimizers(players).items():
         o.load_state_dict(ckpt["optimizers"][k])
+    if players.pool is not None:
+        players.pool.load_state_dict(ckpt["pool"])
 
 
 def _resume(out: Path, cfg: RunConfig, players: game.Players, schedulers, batchers, device: str) -> LoopState:

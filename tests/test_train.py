@@ -236,3 +236,30 @@ def test_a_run_without_the_mosaic_distance_gets_it_back_from_its_checkpoint(tmp_
     assert other["patch_rmse"] != pytest.approx(written["patch_rmse"], abs=1e-3)
     assert 0 < other["patch_rmse"] < 1 and 0 < other["patch_rmse_indomain"] < 1
     assert measure_patches(cfg.out_dir, ood=cfg.ood) == pytest.approx({k: written[k] for k in other}, abs=1e-6)
+
+
+def test_a_run_with_a_pool_checkpoints_it_and_resumes_exactly(tmp_path, teacher_dir, monkeypatch):
+    """RunConfig.pool: the replay memory is part of the checkpoint, so a broken run resumes to the same numbers;
+    and a pool changes the run (the student sees other images than the fresh batches)."""
+    import mosaic.train as T
+
+    cfg = tiny(tmp_path / "full", teacher_dir, pool=40, steps=4)
+    full = train(cfg, progress=False)
+    ckpt = torch.load(Path(cfg.out_dir) / "checkpoint.pt", weights_only=False)
+    assert ckpt["pool"]["size"] == 40 and ckpt["pool"]["images"].shape[0] == 40  # 4 x 2 x 32 pushed, the last 40 kept
+    real = T.iterate
+
+    def dies_at_3(*args):
+        if args[-1] == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(T, "iterate", dies_at_3)
+    broken = cfg.replace(out_dir=str(tmp_path / "broken" / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        train(broken, progress=False)
+    monkeypatch.setattr(T, "iterate", real)
+    again = train(broken, progress=False)
+    assert again.history == full.history and again.metrics["student_acc"] == full.metrics["student_acc"]
+    without = train(cfg.replace(pool=0, out_dir=str(tmp_path / "nopool" / "run")), progress=False)
+    assert [r["loss_s"] for r in without.history] != [r["loss_s"] for r in full.history]
