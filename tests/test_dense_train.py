@@ -1,10 +1,7 @@
 """The training loop on the dense task, end to end: fmnist_scenes (shrunk to 256 / 64 / 64 scenes) with
 scenes:mnist5k as OOD and the small segmenter pair; metrics.json, selection on val mIoU, resume after SIGKILL."""
 import json
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -14,6 +11,8 @@ from mosaic.data import DatasetNotFoundError, get_dataset, registry
 from mosaic.evaluate import score
 from mosaic.models import get_model
 from mosaic.train import train
+
+from killing import cli_args, kill_midway
 
 pytestmark = pytest.mark.slow
 
@@ -62,23 +61,10 @@ def test_dense_resume_after_sigkill_equals_uninterrupted_run(tmp_path, teacher_d
     steps = 24
     ref = train(tiny(tmp_path / "ref", teacher_dir, steps=steps, ckpt_every=3, eval_every=6), progress=False)
     cfg = tiny(tmp_path / "killed", teacher_dir, steps=steps, ckpt_every=3, eval_every=6)
-    args = []
-    for k, v in cfg.to_dict().items():
-        args += [f"--{k}", *map(str, v)] if isinstance(v, list) else [f"--{k}", str(v)]
     script = ("import sys; from mosaic.data import registry; "
               f"registry.SCENE_COUNTS.update({SMALL!r}); "
               "from mosaic.train import main; main(sys.argv[1:])")
-    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpt = tmp_path / "killed" / "run" / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.2)  # somewhere in the middle: between, or while writing, checkpoints
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert ckpt.exists(), proc.stderr.read().decode()[-2000:]
-    killed_at = torch.load(ckpt, weights_only=False)["step"]
-    assert killed_at < steps, "the run finished before it was killed; make it longer"
+    kill_midway([sys.executable, "-c", script, *cli_args(cfg)], tmp_path / "killed" / "run" / "checkpoint.pt", 0.2, steps)
     res = train(cfg, progress=False)
     assert res.history == ref.history
     for k in ("student_miou", "teacher_miou", "pixel_acc", "agreement", "per_class_iou", "student_miou_valsel",

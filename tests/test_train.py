@@ -1,10 +1,7 @@
 """The training loop end to end on tiny offline data (sklearn digits in-domain, MNIST-5k as OOD)."""
 import json
 import math
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,8 @@ from mosaic import game
 from mosaic.config import RunConfig
 from mosaic.build import build_teacher
 from mosaic.train import NonFiniteLossError, load_run, train
+
+from killing import cli_args, kill_midway
 
 pytestmark = pytest.mark.slow
 
@@ -75,20 +74,8 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, teacher_dir, de
     steps = 30
     ref = train(tiny(tmp_path / "ref", teacher_dir, steps=steps, ckpt_every=3), progress=False)
     cfg = tiny(tmp_path / "killed", teacher_dir, steps=steps, ckpt_every=3)
-    args = [sys.executable, "-m", "mosaic.train"]
-    for k, v in cfg.to_dict().items():
-        args += [f"--{k}", *map(str, v)] if isinstance(v, list) else [f"--{k}", str(v)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ckpt = tmp_path / "killed" / "run" / "checkpoint.pt"
-    deadline = time.time() + 120
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(delay)  # kill somewhere in the middle: between, or while writing, checkpoints
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert ckpt.exists(), proc.stderr.read().decode()[-2000:]
-    killed_at = torch.load(ckpt, weights_only=False)["step"]
-    assert killed_at < steps, "the run finished before it was killed; make it longer"
+    kill_midway([sys.executable, "-m", "mosaic.train", *cli_args(cfg)], tmp_path / "killed" / "run" / "checkpoint.pt",
+                delay, steps)
     res = train(cfg, progress=False)
     assert res.history == ref.history
     for k in ("student_acc", "teacher_acc", "agreement", "per_class_acc", "student_acc_valsel", "valsel_step"):
