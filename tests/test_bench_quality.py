@@ -200,13 +200,15 @@ def test_a_seg_run_no_better_than_a_constant_map_is_a_failure():
     assert quality.failed(runs).tolist() == [False] * 10 + [True]  # 9.09 = 100 / K: marked; 10 is not
 
 
-def test_seg_cells_share_budget_and_teacher_and_take_no_classification_settings():
+def test_seg_cells_share_budget_and_teacher_and_take_only_the_seg_settings():
     seg = quality.TASKS["seg"]
     cfgs = [quality.run_config(SEG_PAIR, m, s, seg.steps, "runs") for m in seg.methods for s in (0, 1, 2)]
     assert {(c.steps, c.kd_steps, c.batch_size) for c in cfgs} == {(seg.steps, 5, 32)}
     assert {(c.dataset, c.ood, c.teacher, c.student, c.teacher_epochs, c.teacher_seed) for c in cfgs} == \
         {("fmnist_scenes", "scenes:mnist5k", "segnet_small", "segnet_small_half", 0, 0)}
     assert {c.lr_g for c in cfgs} == {RunConfig().lr_g} and len({c.out_dir for c in cfgs}) == len(cfgs)
+    # the seg task's own setting (chosen on its val mIoU) reaches MosaicKD only
+    assert {c.method for c in cfgs if not c.student_ood} == {"mosaickd"}
     assert ":" not in cfgs[0].out_dir
     with pytest.raises(KeyError, match="unknown pair 'x<-y'; choose one of .*fmnist_scenes<-scenes:mnist5k"):
         quality.run_config("x<-y", "kd_ood", 0, 4, "runs")
