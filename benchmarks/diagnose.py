@@ -16,6 +16,9 @@ Per run and per image set (synthetic = 2,000 generator samples; OOD = the run's 
 - ``conf``: mean max-softmax;
 - ``spread``: mean distance of the teacher's penultimate features to their class mean, averaged over
   classes, relative to the in-domain test set's (1.0 = as diverse as real in-domain images per class);
+- ``agree_%``: how often the run's final student predicts the teacher's class on the set. High on synthetic
+  and low on in-domain means the student learnt the teacher where the generator drew and the generator does
+  not draw enough of where in-domain images lie (coverage); low on synthetic too means the student did not fit;
 and the run's final student: test accuracy and its two worst classes. For mosaickd runs with a
 discriminator, the last 20 logged steps' mean D score on real OOD patches and on synthetic patches.
 """
@@ -58,7 +61,13 @@ def diagnose(run_dir: str, n: int = 2000, seed: int = 0) -> list[dict]:
             "OOD": ood.images[:n].float() / 255}
     if cfg.uses_generator:
         sets["synthetic"] = viz.sample(result.players.generator, n, cfg.z_dim, "cpu", seed=seed)
-    stats = {name: set_stats(patches.measure(teacher, x, features=True), k) for name, x in sets.items()}
+    reads = {name: patches.measure(teacher, x, features=True) for name, x in sets.items()}
+    stats = {name: set_stats(read, k) for name, read in reads.items()}
+    student = result.players.student.eval()
+    for name, x in sets.items():
+        with torch.no_grad():
+            pred = torch.cat([student(x[i:i + 500]).argmax(dim=1) for i in range(0, len(x), 500)])
+        stats[name]["agree_%"] = 100 * (pred == reads[name]["pred"]).float().mean().item()
     ref = stats["in-domain"]["spread_abs"]
     worst = sorted(range(k), key=lambda c: m["per_class_acc"][c])[:2]
     worst = ", ".join(f"{test.classes[c]} {m['per_class_acc'][c]:.0f}%" for c in worst)

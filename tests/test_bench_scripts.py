@@ -1,5 +1,6 @@
 """The helper scripts under benchmarks/: the sweep's selection table and run reading, the sample diagnostics."""
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from mosaic.config import RunConfig
+from mosaic.data import get_dataset
 from mosaic.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +72,12 @@ def test_diagnose_reads_a_finished_run_folder_and_never_trains(tmp_path, monkeyp
     rows = dg.diagnose(cfg.out_dir, n=40)
     assert [r["set"] for r in rows] == ["in-domain", "OOD", "synthetic"] and rows[0]["spread"] == 1.0
     assert {r["method"] for r in rows} == {"mosaickd"} and "d_real" in rows[2]
+    assert all(0 <= r["agree_%"] <= 100 for r in rows)
+    # on the whole test set the student-teacher agreement is the run's own metrics.json 'agreement'
+    n_test = len(get_dataset("digits", "test"))
+    whole = dg.diagnose(cfg.out_dir, n=n_test)[0]
+    assert whole["agree_%"] == pytest.approx(json.loads((Path(cfg.out_dir) / "metrics.json").read_text())["agreement"],
+                                             abs=1e-3)
     with pytest.raises(FileNotFoundError, match="no finished run"):
         dg.diagnose(str(tmp_path / "nothing"))
 
