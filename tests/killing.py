@@ -1,12 +1,15 @@
-"""Shared by the resume tests: start a training run in a child process and SIGKILL it mid-run."""
+"""Shared by the resume tests: break a training run mid-way (SIGKILL of a child process, or an exception inside
+one iteration) and resume it."""
 import signal
 import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from mosaic.config import RunConfig
+from mosaic.train import RunResult, train
 
 
 def cli_args(cfg: RunConfig) -> list[str]:
@@ -31,3 +34,22 @@ def kill_midway(argv: list[str], ckpt: Path, delay: float, steps: int) -> int:
     killed_at = torch.load(ckpt, weights_only=False)["step"]
     assert killed_at < steps, "the run finished before it was killed; make it longer"
     return killed_at
+
+
+def interrupted_and_resumed(cfg: RunConfig, at_step: int, monkeypatch) -> RunResult:
+    """cfg trained until a KeyboardInterrupt inside iteration ``at_step`` (``mosaic.train.iterate``), then trained
+    again from its last checkpoint: the resumed run's result."""
+    import mosaic.train as T
+
+    real = T.iterate
+
+    def dies(*args):
+        if args[-1] == at_step:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(T, "iterate", dies)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    monkeypatch.setattr(T, "iterate", real)
+    return train(cfg, progress=False)

@@ -12,7 +12,7 @@ from mosaic.config import RunConfig
 from mosaic.build import build_teacher
 from mosaic.train import NonFiniteLossError, load_run, train
 
-from killing import cli_args, kill_midway
+from killing import cli_args, interrupted_and_resumed, kill_midway
 
 pytestmark = pytest.mark.slow
 
@@ -182,22 +182,7 @@ def test_a_patch_gan_warmup_comes_first_and_resumes_exactly(tmp_path, teacher_di
     assert rows[4]["lr_s"] > rows[3]["lr_s"]  # then the student's lr warms up (0.5 of 4 steps)
     assert full.metrics["steps"] == 4 and full.metrics["valsel_step"] in (5, 7)
     # killed at step 5 (after the step-4 checkpoint, inside the game), resumed: the same numbers
-    import mosaic.train as T
-
-    real, calls = T.iterate, {"n": 0}
-
-    def dies_at_5(*args):
-        calls["n"] += 1
-        if args[-1] == 5:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(T, "iterate", dies_at_5)
-    broken = cfg.replace(out_dir=str(tmp_path / "broken" / "run"))
-    with pytest.raises(KeyboardInterrupt):
-        train(broken, progress=False)
-    monkeypatch.setattr(T, "iterate", real)
-    again = train(broken, progress=False)
+    again = interrupted_and_resumed(cfg.replace(out_dir=str(tmp_path / "broken" / "run")), 5, monkeypatch)
     assert again.history == full.history and again.metrics["student_acc"] == full.metrics["student_acc"]
 
 
@@ -228,25 +213,11 @@ def test_a_run_without_the_mosaic_distance_gets_it_back_from_its_checkpoint(tmp_
 def test_a_run_with_a_pool_checkpoints_it_and_resumes_exactly(tmp_path, teacher_dir, monkeypatch):
     """RunConfig.pool: the replay memory is part of the checkpoint, so a broken run resumes to the same numbers;
     and a pool changes the run (the student sees other images than the fresh batches)."""
-    import mosaic.train as T
-
     cfg = tiny(tmp_path / "full", teacher_dir, pool=40, steps=4)
     full = train(cfg, progress=False)
     ckpt = torch.load(Path(cfg.out_dir) / "checkpoint.pt", weights_only=False)
     assert ckpt["pool"]["size"] == 40 and ckpt["pool"]["images"].shape[0] == 40  # 4 x 2 x 32 pushed, the last 40 kept
-    real = T.iterate
-
-    def dies_at_3(*args):
-        if args[-1] == 3:
-            raise KeyboardInterrupt
-        return real(*args)
-
-    monkeypatch.setattr(T, "iterate", dies_at_3)
-    broken = cfg.replace(out_dir=str(tmp_path / "broken" / "run"))
-    with pytest.raises(KeyboardInterrupt):
-        train(broken, progress=False)
-    monkeypatch.setattr(T, "iterate", real)
-    again = train(broken, progress=False)
+    again = interrupted_and_resumed(cfg.replace(out_dir=str(tmp_path / "broken" / "run")), 3, monkeypatch)
     assert again.history == full.history and again.metrics["student_acc"] == full.metrics["student_acc"]
     without = train(cfg.replace(pool=0, out_dir=str(tmp_path / "nopool" / "run")), progress=False)
     assert [r["loss_s"] for r in without.history] != [r["loss_s"] for r in full.history]
