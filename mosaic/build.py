@@ -19,6 +19,7 @@ import torch.nn as nn
 from mosaic import distributed, game
 from mosaic.config import RunConfig, resolve_device
 from mosaic.data import DATASETS, Batcher, ImageData, adapt, dataset_spec, entropy_subset, get_dataset
+from mosaic.ema import ema_copy
 from mosaic.models import Generator, check_model, get_discriminator, get_model
 from mosaic.nnutil import cosine_schedule
 from mosaic.pool import SamplePool
@@ -77,6 +78,8 @@ def build_players(cfg: RunConfig, teacher: nn.Module, device: str, parallel: boo
         for m in (players.teacher, players.student, players.generator, players.discriminator):  # teacher: frozen, safe
             if m is not None:
                 m.to(memory_format=torch.channels_last)
+    if cfg.ema_s:  # a plain frozen copy (never wrapped or compiled): rank 0 evaluates it, every rank updates its own
+        players.student_ema = ema_copy(players.student)
     if parallel:  # a no-op on one process
         for name in ("student", "generator", "discriminator"):
             if getattr(players, name) is not None:
@@ -124,9 +127,16 @@ def unwrap(m: nn.Module) -> nn.Module:
 
 
 def modules(players: game.Players) -> dict[str, nn.Module]:
-    """The trained players by name (plain modules: checkpoints hold their keys); the teacher is not one."""
+    """The trained players (and the student's EMA) by name (plain modules: checkpoints hold their keys); the
+    teacher is not one."""
     return {k: unwrap(m) for k, m in (("student", players.student), ("generator", players.generator),
-                                       ("discriminator", players.discriminator)) if m is not None}
+                                       ("discriminator", players.discriminator), ("student_ema", players.student_ema))
+            if m is not None}
+
+
+def evaluated_student(players: game.Players) -> nn.Module:
+    """The student a run reports: the EMA of its weights when ``ema_s`` > 0, else the trained one (plain module)."""
+    return players.student_ema if players.student_ema is not None else unwrap(players.student)
 
 
 def optimizers(players: game.Players) -> dict[str, torch.optim.Optimizer]:
@@ -195,4 +205,4 @@ def preflight(cfg: RunConfig) -> None:
 
 
 __all__ = ["preflight", "check_teacher_module", "teacher_config", "build_teacher", "build_ood", "build_players",
-           "build_streams", "build_schedulers", "unwrap", "modules", "optimizers"]
+           "build_streams", "build_schedulers", "unwrap", "modules", "evaluated_student", "optimizers"]

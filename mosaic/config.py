@@ -49,6 +49,7 @@ class RunConfig:
     warmup_gan: int = 0  # mosaickd: iterations of the patch GAN alone (D, then G on loss_local) before the game (paper: 0)
     pool: int = 0  # generator methods: >0, the student's synthetic images are drawn from the last N synthesized (mosaic.pool; paper: 0)
     warmup_s: float = 0.25  # student lr rises linearly over this fraction of the game's steps, then the cosine (paper: 0)
+    ema_s: float = 0.0  # >0: the run's student is an EMA of the trained one's weights, this decay per game iteration (mosaic.ema; paper: 0)
     # --- the generator's loss weights (paper README values)
     w_local: float = 1.0  # scales loss_local (patch GAN term, Eq. 3)
     w_align: float = 1.0  # scales loss_align (teacher entropy, Eq. 4)
@@ -112,6 +113,9 @@ class RunConfig:
             hint = (f" (warmup_s is a fraction of the run: {self.warmup_s:g} iterations of steps={self.steps} is "
                     f"warmup_s={self.warmup_s / self.steps:g})" if 1 < self.warmup_s <= self.steps else "")
             raise ValueError(f"RunConfig.warmup_s must be a fraction of the run in [0, 1), got {self.warmup_s}{hint}")
+        if not 0 <= self.ema_s < 1:
+            raise ValueError(f"RunConfig.ema_s is a decay per game iteration in [0, 1) (0: off; 0.99 averages about "
+                             f"the last 100 iterations), got {self.ema_s}")
         if self.discriminator == "patch" and self.patch_size < 2:
             raise ValueError(f"RunConfig.patch_size must be >= 2, got {self.patch_size}")
         if not (self.device in ("auto", "cpu") or self.device.startswith("cuda")):

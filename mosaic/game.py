@@ -47,6 +47,8 @@ class Players:
     opt_d: torch.optim.Optimizer | None = None
     scalers: dict[str, torch.amp.GradScaler] = field(default_factory=dict)  # fp16 only: "s", "g", "d"
     pool: SamplePool | None = None  # RunConfig.pool > 0: the student's replay memory of synthetic images
+    student_ema: nn.Module | None = None  # RunConfig.ema_s > 0: the average of the student's weights (mosaic.ema),
+    # updated by mosaic.train after each step and evaluated as the run's student; no step reads it
 
 
 @dataclass

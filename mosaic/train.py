@@ -36,9 +36,11 @@ from tqdm.auto import tqdm
 from mosaic import checkpoint, distributed, game, patches
 from mosaic.board import Board
 from mosaic.build import (build_ood, build_players, build_schedulers, build_streams, build_teacher,
-                          check_teacher_module, modules, optimizers, preflight, teacher_config, unwrap)
+                          check_teacher_module, evaluated_student, modules, optimizers, preflight, teacher_config,
+                          unwrap)
 from mosaic.config import RunConfig, resolve_device
 from mosaic.data import ImageData, get_dataset
+from mosaic.ema import ema_update
 from mosaic.evaluate import evaluate, score, score_name
 from mosaic.models import get_model
 from mosaic.nnutil import num_threads
@@ -231,7 +233,8 @@ def iterate(players: game.Players, streams: game.Streams, schedulers: dict, cfg:
 
     Returns the history row of step ``step`` (1-based); on evaluation steps (every ``eval_every`` game
     iterations) the row also holds the generator terms' gradient norms at x (``gx_*``). Raises
-    NonFiniteLossError (with the row) when a loss is NaN/inf. Steps 1..cfg.warmup_gan are patch-GAN warm-up iterations (no schedule steps); the
+    NonFiniteLossError (with the row) when a loss is NaN/inf. With ``cfg.ema_s`` the student's EMA follows each
+    game iteration (``mosaic.ema``). Steps 1..cfg.warmup_gan are patch-GAN warm-up iterations (no schedule steps); the
     game's own iterations follow. The benchmarks time this function, so they time the loop users run.
     """
     warmup = step <= cfg.warmup_gan
@@ -241,6 +244,8 @@ def iterate(players: game.Players, streams: game.Streams, schedulers: dict, cfg:
     if not warmup:
         for s in schedulers.values():
             s.step()
+        if players.student_ema is not None:
+            ema_update(players.student_ema, unwrap(players.student), cfg.ema_s, step - cfg.warmup_gan)
     bad = [k for k, v in row.items() if not math.isfinite(v)]
     if bad:
         raise NonFiniteLossError(f"{', '.join(bad)} became {row[bad[0]]} at step {step} of {cfg.method}", row)
@@ -268,6 +273,7 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
     checkpoint every ckpt_every iterations, send each row (and, at evaluations, a sample grid) to ``board``.
     An evaluation scores the student on ``val`` with the task's number (``evaluate.score``: top-1, or mIoU on
     a segmentation task), written to the row as ``val_acc`` / ``val_miou``; the best one is kept for selection.
+    With ``cfg.ema_s`` the scored student is the EMA, and the trained one's score goes to ``val_acc_live``.
     In a multi-process run rank 0 alone evaluates (its plain student, no collective) and writes; the other
     ranks go on to the next step's all-reduce."""
     t0 = time.perf_counter() - state.wall_s
@@ -291,9 +297,12 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
         game_step = state.step - cfg.warmup_gan  # <= 0 during the warm-up: nothing to evaluate yet
         evaluate_now = (cfg.eval_every and game_step > 0 and game_step % cfg.eval_every == 0) or done
         if main and evaluate_now:
-            row[key] = score(unwrap(players.student), val, device=device)
+            student = evaluated_student(players)
+            row[key] = score(student, val, device=device)
+            if players.student_ema is not None:
+                row[f"{key}_live"] = score(unwrap(players.student), val, device=device)
             if row[key] > state.best.get(key, -1.0):
-                state.best = {key: row[key], "step": state.step, "student": _snapshot(players.student)}
+                state.best = {key: row[key], "step": state.step, "student": _snapshot(student)}
             bar.set_postfix({"loss_s": f"{row.get('loss_s', math.nan):.3f}", key: f"{row[key]:.1f}"})
         if board is not None:
             board.row(row)
@@ -318,11 +327,14 @@ def _final_metrics(cfg: RunConfig, state: LoopState, players: game.Players, test
 
     The val-selected student is scored with the number it was selected on: ``student_acc_valsel`` (top-1) or,
     on a segmentation task, ``student_miou_valsel`` (mIoU), with ``valsel_step`` and ``valsel_val_acc`` /
-    ``valsel_val_miou``."""
+    ``valsel_val_miou``. With ``cfg.ema_s`` the student is the EMA of the trained one's weights, and the trained
+    one's test score is ``student_acc_live`` / ``student_miou_live``."""
     teacher = players.teacher
     name = score_name(test.spec)  # acc | miou
     metrics = {"method": cfg.method, "dataset": cfg.dataset, "ood": cfg.ood, "steps": cfg.steps,
-               **evaluate(unwrap(players.student), teacher, test, device=device)}
+               **evaluate(evaluated_student(players), teacher, test, device=device)}
+    if players.student_ema is not None:
+        metrics[f"student_{name}_live"] = score(unwrap(players.student), test, device=device)
     if state.best["student"] is not None:
         selected = get_model(cfg.student, teacher.spec).to(device)
         selected.load_state_dict(state.best["student"])

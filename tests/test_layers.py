@@ -16,7 +16,7 @@ ROOT = Path(mosaic.__file__).parent
 # layer of each module (a package's modules share its layer); a module may import only its own layer or lower
 LAYERS = {
     0: ("mosaic", "mosaic.spec", "mosaic.config", "mosaic.losses", "mosaic.checkpoint", "mosaic.paths", "mosaic.nnutil",
-        "mosaic.pool",
+        "mosaic.pool", "mosaic.ema",
         "mosaic.distributed", "mosaic.board"),
     1: ("mosaic.data", "mosaic.models"),
     2: ("mosaic.evaluate", "mosaic.teacher", "mosaic.game", "mosaic.patches"),
