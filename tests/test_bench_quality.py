@@ -206,8 +206,12 @@ def test_seg_cells_share_budget_and_teacher_and_take_only_the_seg_settings():
     assert {(c.steps, c.kd_steps, c.batch_size) for c in cfgs} == {(seg.steps, 5, 32)}
     assert {(c.dataset, c.ood, c.teacher, c.student, c.teacher_epochs, c.teacher_seed) for c in cfgs} == \
         {("fmnist_scenes", "scenes:mnist5k", "segnet_small", "segnet_small_half", 0, 0)}
-    assert {c.lr_g for c in cfgs} == {RunConfig().lr_g} and len({c.out_dir for c in cfgs}) == len(cfgs)
-    # the seg task's own setting (chosen on its val mIoU) reaches MosaicKD only
+    assert len({c.out_dir for c in cfgs}) == len(cfgs)
+    # the seg task's own settings (chosen on its val mIoU): lr_g and w_adv reach the generator methods only,
+    # and student_ood=False MosaicKD only
+    gen = {c.method: (c.lr_g, c.w_adv) for c in cfgs if c.method in ("mosaickd", "datafree")}
+    assert gen == {m: (quality.SEG_SETTINGS[m]["lr_g"], quality.SEG_SETTINGS[m]["w_adv"]) for m in gen}
+    assert {c.lr_g for c in cfgs if c.method not in gen} == {RunConfig().lr_g}
     assert {c.method for c in cfgs if not c.student_ood} == {"mosaickd"}
     assert ":" not in cfgs[0].out_dir
     with pytest.raises(KeyError, match="unknown pair 'x<-y'; choose one of .*fmnist_scenes<-scenes:mnist5k"):
