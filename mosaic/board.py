@@ -28,7 +28,7 @@ class Board:
             raise ImportError("logger='tensorboard' needs the tensorboard package: pip install tensorboard "
                               "(or pip install -e .[all]); or set logger='none'") from err
         self.writer = SummaryWriter(str(out_dir), purge_step=first_step if first_step > 1 else None,
-                                    flush_secs=30)  # live: on disk within 30 s
+                                    flush_secs=30)  # live: on disk within 30 s, and at every checkpoint (flush)
 
     def row(self, row: Mapping[str, Any]) -> None:
         """Every number of a history row (losses, lr, val_acc) at its step."""
@@ -52,6 +52,12 @@ class Board:
                     "teacher_miou", "pixel_acc", "agreement"):
             if isinstance(metrics.get(key), (int, float)):
                 self.writer.add_scalar(f"final/{key}", metrics[key], step)
+
+    def flush(self) -> None:
+        """Put every pending event on disk: called with each checkpoint, so a SIGKILL loses no logged step that
+        the checkpoint holds."""
+        if self.writer is not None:
+            self.writer.flush()
 
     def close(self) -> None:
         if self.writer is not None:

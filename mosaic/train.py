@@ -315,6 +315,8 @@ def _loop(cfg: RunConfig, out: Path, state: LoopState, players: game.Players, st
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(f"{err}; last good checkpoint: {_last_good(out)}. history.csv has "
                                          "every step up to this one.") from None
+            if board is not None:
+                board.flush()
     bar.close()
     state.wall_s = time.perf_counter() - t0
     return state

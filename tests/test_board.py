@@ -28,6 +28,14 @@ def test_a_disabled_board_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_flush_puts_pending_events_on_disk_before_close(tmp_path):
+    board = Board(tmp_path, enabled=True)
+    board.row({"step": 1, "loss_s": 0.5})
+    board.flush()  # no close: a SIGKILL after a checkpoint keeps what flush wrote
+    assert [(e.step, e.value) for e in events(tmp_path).Scalars("loss_s")] == [(1, 0.5)]
+    board.close()
+
+
 @pytest.mark.slow
 def test_a_run_logs_every_row_eval_numbers_and_samples_to_tensorboard(tmp_path):
     cfg = RunConfig(dataset="digits", ood="mnist5k", teacher="cnn_half", student="cnn_half", teacher_epochs=2,
@@ -63,11 +71,14 @@ def test_a_resumed_run_shows_each_step_once(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*args)
 
+    flushed, real_flush = [], T.Board.flush
+    monkeypatch.setattr(T.Board, "flush", lambda self: (real_flush(self), flushed.append(1)))
     monkeypatch.setattr(T, "iterate", dies_at_4)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, progress=False)  # rows 1-3 logged, the checkpoint holds step 2
     monkeypatch.setattr(T, "iterate", real)
     res = train(cfg, progress=False)  # resumes at step 3: its row is logged again
+    assert len(flushed) == 1 + 2  # at each checkpoint: step 2 of the first try; steps 4 and 6 after the resume
     loss_s = events(tmp_path / "run").Scalars("loss_s")
     assert [e.step for e in loss_s] == [1, 2, 3, 4, 5, 6]
     assert [round(e.value, 5) for e in loss_s] == [round(r["loss_s"], 5) for r in res.history]
