@@ -189,6 +189,9 @@ def preflight(cfg: RunConfig) -> None:
     if cfg.uses_discriminator and cfg.discriminator == "patch" and cfg.patch_size > spec.size:
         raise ValueError(f"patch_size={cfg.patch_size} is larger than the {spec.size}x{spec.size} images of "
                          f"{cfg.dataset}: choose a patch_size <= {spec.size} (or discriminator='full')")
+    if cfg.balance_ignore >= spec.num_classes:
+        raise ValueError(f"balance_ignore={cfg.balance_ignore} is not a class of {cfg.dataset} ({spec.num_classes} "
+                         f"classes): use -1 (every class counts in loss_balance) or a class index < {spec.num_classes}")
     if cfg.ood_subset and not cfg.uses_ood:
         raise ValueError(f"ood_subset={cfg.ood_subset} has no effect on method {cfg.method!r} (it sees no OOD "
                          "images); set ood_subset=0")

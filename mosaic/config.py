@@ -54,6 +54,7 @@ class RunConfig:
     w_local: float = 1.0  # scales loss_local (patch GAN term, Eq. 3)
     w_align: float = 1.0  # scales loss_align (teacher entropy, Eq. 4)
     w_balance: float = 10.0  # scales loss_balance (class-marginal negative entropy)
+    balance_ignore: int = -1  # a class left out of loss_balance's marginal, e.g. 0 = a segmentation background (-1: none, paper)
     w_adv: float = 1.0  # scales loss_adv (-KL(teacher || student), Eq. 7)
     # --- players
     z_dim: int = 100  # generator latent size
@@ -92,6 +93,7 @@ class RunConfig:
         for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed", "warmup_gan",
                      "threads", "teacher_epochs", "pool"):
             _at_least(name, getattr(self, name), 0)
+        _at_least("balance_ignore", self.balance_ignore, -1)
         for name in ("lr_s", "lr_g", "lr_d", "t_kd"):
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"RunConfig.{name} must be a finite number > 0, got {getattr(self, name)}")

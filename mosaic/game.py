@@ -126,7 +126,7 @@ def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_loca
     s_logits = without_ddp(players.student)(x)  # (B, K)
     terms = {
         "loss_align": losses.align_loss(t_logits),
-        "loss_balance": losses.balance_loss(t_logits, shard.mean),
+        "loss_balance": losses.balance_loss(t_logits, shard.mean, cfg.balance_ignore),
         "loss_adv": losses.adversarial_loss(t_logits, s_logits, cfg.t_kd),
     }
     loss_g = cfg.w_align * terms["loss_align"] + cfg.w_balance * terms["loss_balance"] + cfg.w_adv * terms["loss_adv"]

@@ -72,19 +72,32 @@ def align_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
     return entropy(teacher_logits).mean()
 
 
-def balance_loss(teacher_logits: torch.Tensor, batch_mean=None) -> torch.Tensor:
+def balance_loss(teacher_logits: torch.Tensor, batch_mean=None, ignore_class: int = -1) -> torch.Tensor:
     """Class balance (appendix): Σ_y p̄_y log p̄_y, the negative entropy of the batch class marginal.
 
     Minimal (= -log K) when every in-domain class is generated equally often. Dense logits
     (B, K, H, W): p̄ is the class marginal of all B·H·W pixels of the batch. ``batch_mean``: how p̄ is
     taken over the rows (images, or pixels), (N, K) -> (K,); default the mean over dim 0 (a
     multi-process run passes the global batch's mean).
+
+    ``ignore_class`` >= 0 leaves that class (a segmentation task's background) out: the term is then
+    the negative entropy of p̄ over the other K - 1 classes, renormalised to sum to 1 (minimal, -log(K-1),
+    when they are equally frequent among themselves), and the ignored class's share is left free. A
+    uniform marginal over all pixels would ask for as much background as each item class; real scenes are
+    mostly background. -1 (default, the paper): every class counts.
     """
     _check_logits(teacher_logits)
+    k = teacher_logits.shape[1]
+    if ignore_class != -1 and not 0 <= ignore_class < k:
+        raise ValueError(f"balance_loss: ignore_class={ignore_class} is not a class of these {k}-class logits; "
+                         f"use -1 (every class counts) or an index in [0, {k})")
     p = F.softmax(teacher_logits.float(), dim=1)  # (B, K[, H, W])
     if p.dim() == 4:
         p = p.permute(0, 2, 3, 1).reshape(-1, p.shape[1])  # (B, K, H, W) -> (B·H·W, K): a row per pixel
     p_mean = p.mean(dim=0) if batch_mean is None else batch_mean(p)  # (K,)
+    if ignore_class != -1:
+        kept = [c for c in range(k) if c != ignore_class]
+        p_mean = p_mean[kept] / p_mean[kept].sum().clamp_min(1e-12)  # (K-1,), sums to 1
     return (p_mean * torch.log(p_mean.clamp_min(1e-12))).sum()
 
 

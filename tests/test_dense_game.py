@@ -82,3 +82,17 @@ def test_dense_generator_terms_are_the_per_pixel_losses(teacher):
     ref = (cfg.w_local * terms["loss_local"] + cfg.w_align * terms["loss_align"]
            + cfg.w_balance * terms["loss_balance"] + cfg.w_adv * terms["loss_adv"])
     torch.testing.assert_close(terms["loss_g"], ref)
+
+
+def test_the_generator_balance_term_leaves_out_balance_ignore(teacher):
+    from mosaic import losses
+
+    torch.manual_seed(2)
+    players = build.build_players(config("mosaickd"), teacher, "cpu")
+    x = players.generator(torch.randn(3, 16))  # (3, 1, 64, 64)
+    t = teacher(x)
+    for ignore in (-1, 0):
+        terms = game.generator_losses(players, x, config("mosaickd", balance_ignore=ignore), use_local=False)
+        torch.testing.assert_close(terms["loss_balance"], losses.balance_loss(t, ignore_class=ignore))
+    assert not torch.equal(losses.balance_loss(t, ignore_class=0), losses.balance_loss(t))
+

@@ -54,6 +54,26 @@ def test_dense_balance_uses_the_class_marginal_of_all_pixels():
     assert math.isclose(losses.balance_loss(onehot).item(), -math.log(4), rel_tol=1e-5)
 
 
+def test_balance_can_leave_one_class_out():
+    """ignore_class=c: the negative entropy of the marginal over the other K - 1 classes, renormalised."""
+    marginal = F.softmax(rows(T), 1).mean(0)  # (K,)
+    kept = torch.cat([marginal[:2], marginal[3:]])
+    kept = kept / kept.sum()
+    torch.testing.assert_close(losses.balance_loss(T, ignore_class=2), (kept * kept.log()).sum())
+    # the ignored class's share is free: 90% background or 10%, the term only sees the other classes' mix
+    fg = torch.tensor([0.1, 0.3, 0.6])
+    for bg in (0.9, 0.1):
+        p = torch.cat([torch.tensor([bg]), (1 - bg) * fg])  # (4,) one marginal, background first
+        logits = p.log().view(1, 4, 1, 1).expand(2, 4, 3, 3)
+        assert math.isclose(losses.balance_loss(logits, ignore_class=0).item(), (fg * fg.log()).sum().item(),
+                            rel_tol=1e-5)
+    # -1 is the paper's term; the same batch_mean hook applies
+    torch.testing.assert_close(losses.balance_loss(T, ignore_class=-1), losses.balance_loss(T))
+    torch.testing.assert_close(losses.balance_loss(T, lambda r: r.mean(0), 0), losses.balance_loss(T, ignore_class=0))
+    with pytest.raises(ValueError, match="ignore_class=5 is not a class"):
+        losses.balance_loss(T, ignore_class=K)
+
+
 def test_dense_cross_entropy_ignores_void_pixels():
     y = torch.randint(0, K, (B, H, W), generator=g)
     y[0, 0] = losses.IGNORE_INDEX  # a void row
