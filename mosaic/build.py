@@ -72,7 +72,8 @@ def build_players(cfg: RunConfig, teacher: nn.Module, device: str, parallel: boo
                              "ranks, so a torchrun run could not resume exactly; run it on one process or set pool=0")
         players.pool = SamplePool(cfg.pool)
     if cfg.uses_discriminator:
-        players.discriminator = get_discriminator(cfg.discriminator, spec, patch_size=cfg.patch_size, ndf=cfg.ndf).to(device)
+        players.discriminator = get_discriminator(cfg.discriminator, spec, patch_size=cfg.patch_size, ndf=cfg.ndf,
+                                                  norm=cfg.d_norm).to(device)
         players.opt_d = torch.optim.Adam(players.discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
     if cfg.channels_last:
         for m in (players.teacher, players.student, players.generator, players.discriminator):  # teacher: frozen, safe

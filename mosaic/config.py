@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Mapping
 
 METHODS = ("mosaickd", "kd_ood", "datafree", "kd_indomain", "scratch")
 DISCRIMINATORS = ("patch", "full", "none")
+D_NORMS = ("batch", "spectral")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOGGERS = ("none", "tensorboard")
 
@@ -61,6 +62,7 @@ class RunConfig:
     ngf: int = 32  # generator width (paper: 128; 32 keeps CPU runs fast)
     ndf: int = 64  # discriminator width (paper: 128)
     discriminator: str = "patch"  # patch | full | none
+    d_norm: str = "batch"  # the discriminator's normalisation: batch (BatchNorm, paper) | spectral (spectral norm, no BN)
     patch_size: int = 10  # receptive field of the patch discriminator in pixels
     # --- bookkeeping
     seed: int = 0  # seeds torch, numpy, random and every batcher
@@ -86,6 +88,7 @@ class RunConfig:
         self._check_types()  # papermill, YAML and CLI values arrive untyped: wrong types fail here, by name
         _choice("method", self.method, METHODS)
         _choice("discriminator", self.discriminator, DISCRIMINATORS)
+        _choice("d_norm", self.d_norm, D_NORMS)
         _choice("precision", self.precision, PRECISIONS)
         _choice("logger", self.logger, LOGGERS)
         for name in ("steps", "kd_steps", "batch_size", "z_dim", "ngf", "ndf"):
@@ -251,4 +254,4 @@ def resolve_device(device: str) -> "str":
     return device
 
 
-__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "PRECISIONS", "LOGGERS", "resolve_device"]
+__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "D_NORMS", "PRECISIONS", "LOGGERS", "resolve_device"]

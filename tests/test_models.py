@@ -363,6 +363,32 @@ def test_get_discriminator_kinds() -> None:
         get_discriminator("patch", spec_of(3, 8), patch_size=46)  # stride 16 > 8 pixels
 
 
+@pytest.mark.parametrize("kind, patch_size", [("patch", 10), ("patch", 18), ("full", 10)])
+def test_spectral_discriminator_has_unit_norm_convs_and_the_same_window(kind: str, patch_size: int) -> None:
+    """norm="spectral": no BatchNorm, every conv's weight (out, in·k·k) has largest singular value 1 after a few
+    training forwards (power iteration), and the logit map sees the same window as the BatchNorm one."""
+    torch.manual_seed(0)
+    sn = get_discriminator(kind, spec_of(1, 28), patch_size=patch_size, ndf=8, norm="spectral")
+    bn = get_discriminator(kind, spec_of(1, 28), patch_size=patch_size, ndf=8)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in sn.modules())
+    assert (sn.layer_spec, sn.receptive_field, sn.stride) == (bn.layer_spec, bn.receptive_field, bn.stride)
+    x = torch.rand(4, 1, 28, 28)
+    for _ in range(30):
+        out = sn(x)
+    assert out.shape == bn(x).shape
+    convs = [m for m in sn.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == len(bn.layer_spec)
+    for conv in convs:
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().reshape(conv.out_channels, -1), ord=2)
+        assert sigma.item() == pytest.approx(1.0, abs=1e-2)  # power iteration: one step per forward
+    # its power-iteration vectors are state: a copy loaded from the state dict gives the same logits
+    twin = get_discriminator(kind, spec_of(1, 28), patch_size=patch_size, ndf=8, norm="spectral")
+    twin.load_state_dict(sn.state_dict())
+    assert torch.equal(twin.eval()(x), sn.eval()(x))
+    with pytest.raises(ValueError, match="unknown discriminator norm 'layer'; valid: batch, spectral"):
+        get_discriminator(kind, spec_of(1, 28), norm="layer")
+
+
 # ----------------------------------------------------------------------------- 2x2 max-pool
 
 

@@ -221,3 +221,17 @@ def test_a_run_with_a_pool_checkpoints_it_and_resumes_exactly(tmp_path, teacher_
     assert again.history == full.history and again.metrics["student_acc"] == full.metrics["student_acc"]
     without = train(cfg.replace(pool=0, out_dir=str(tmp_path / "nopool" / "run")), progress=False)
     assert [r["loss_s"] for r in without.history] != [r["loss_s"] for r in full.history]
+
+
+def test_a_spectral_norm_discriminator_resumes_exactly(tmp_path, teacher_dir, monkeypatch):
+    """d_norm='spectral': D's power-iteration vectors are buffers of its state dict, so a broken run resumes to the
+    same numbers; and it is another discriminator than the BatchNorm one (other D outputs from the first step)."""
+    cfg = tiny(tmp_path / "full", teacher_dir, d_norm="spectral", steps=4)
+    full = train(cfg, progress=False)
+    ckpt = torch.load(Path(cfg.out_dir) / "checkpoint.pt", weights_only=False)
+    d_state = ckpt["models"]["discriminator"]
+    assert any(k.endswith("._u") for k in d_state) and not any("running_mean" in k for k in d_state)
+    again = interrupted_and_resumed(cfg.replace(out_dir=str(tmp_path / "broken" / "run")), 3, monkeypatch)
+    assert again.history == full.history and again.metrics["student_acc"] == full.metrics["student_acc"]
+    batch = train(cfg.replace(d_norm="batch", out_dir=str(tmp_path / "bn" / "run")), progress=False)
+    assert batch.history[0]["d_real"] != full.history[0]["d_real"]

@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mosaic.config import DISCRIMINATORS  # the one list of kinds (RunConfig validates against it too)
+from mosaic.config import D_NORMS, DISCRIMINATORS  # the one list of kinds and norms (RunConfig validates against them too)
 from mosaic.spec import ImageSpec
 
 
@@ -73,15 +73,29 @@ def _width(ndf: int, i: int) -> int:
     return ndf * min(2 ** i, 8)
 
 
-def _downsampling_layers(in_channels: int, n: int, ndf: int) -> tuple[list[nn.Module], int]:
-    """n x [Conv4x4 stride 2 pad 1 -> (BN, not after the first) -> LeakyReLU(0.2)]; H -> H / 2^n."""
+def _conv(c_in: int, c_out: int, kernel: int, stride: int, padding: int, norm: str, bias: bool) -> nn.Module:
+    """A conv, its weight spectrally normalised when ``norm`` is "spectral" (then it keeps its bias: no BN follows)."""
+    if norm == "spectral":
+        return nn.utils.parametrizations.spectral_norm(nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=True))
+    return nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=bias)
+
+
+def _norm_layer(c: int, norm: str) -> list[nn.Module]:
+    return [nn.BatchNorm2d(c)] if norm == "batch" else []
+
+
+def _downsampling_layers(in_channels: int, n: int, ndf: int, norm: str = "batch") -> tuple[list[nn.Module], int]:
+    """n x [Conv4x4 stride 2 pad 1 -> (BN, not after the first) -> LeakyReLU(0.2)]; H -> H / 2^n.
+
+    norm "spectral": no BN; every conv's weight is divided by its largest singular value (one power
+    iteration per training forward; Miyato et al. 2018), which bounds D's Lipschitz constant."""
     layers: list[nn.Module] = []
     c_in = in_channels
     for i in range(n):
         c_out = _width(ndf, i)
-        layers.append(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=(i == 0)))
+        layers.append(_conv(c_in, c_out, 4, 2, 1, norm, bias=(i == 0)))
         if i > 0:
-            layers.append(nn.BatchNorm2d(c_out))
+            layers += _norm_layer(c_out, norm)
         layers.append(nn.LeakyReLU(0.2))
         c_in = c_out
     return layers, c_in
@@ -96,8 +110,9 @@ class PatchDiscriminator(nn.Module):
     reachable sizes and the map size (``.output_size(H)``).
     """
 
-    def __init__(self, in_channels: int, patch_size: int = 10, ndf: int = 64) -> None:
+    def __init__(self, in_channels: int, patch_size: int = 10, ndf: int = 64, norm: str = "batch") -> None:
         super().__init__()
+        _check_norm(norm)
         layout = _patch_layout(patch_size)
         if layout is None:
             raise ValueError(
@@ -106,12 +121,10 @@ class PatchDiscriminator(nn.Module):
                 f"(larger: 3·2^n - 2 + m·2^(n+1) for n >= 1, m >= 0)"
             )
         n, m = layout
-        layers, c = _downsampling_layers(in_channels, n, ndf)  # (B, c, H/2^n, W/2^n)
+        layers, c = _downsampling_layers(in_channels, n, ndf, norm)  # (B, c, H/2^n, W/2^n)
         for _ in range(m):  # widen the patch, keep the map size
-            layers += [
-                nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.LeakyReLU(0.2)
-            ]
-        layers.append(nn.Conv2d(c, 1, 1))  # (B, 1, H/2^n, W/2^n)
+            layers += [_conv(c, c, 3, 1, 1, norm, bias=False), *_norm_layer(c, norm), nn.LeakyReLU(0.2)]
+        layers.append(_conv(c, 1, 1, 1, 0, norm, bias=True))  # (B, 1, H/2^n, W/2^n)
         self.net = nn.Sequential(*layers)
         self.patch_size = patch_size
         self.layer_spec = _conv_spec(self.net)
@@ -137,13 +150,14 @@ class FullImageDiscriminator(nn.Module):
     28: 28-14-7-3 -> 3x3 conv). ``.receptive_field`` >= spec.size.
     """
 
-    def __init__(self, spec: ImageSpec, ndf: int = 64) -> None:
+    def __init__(self, spec: ImageSpec, ndf: int = 64, norm: str = "batch") -> None:
         super().__init__()
+        _check_norm(norm)
         n, h = 0, spec.size
         while h > 4:
             n, h = n + 1, h // 2
-        layers, c = _downsampling_layers(spec.channels, n, ndf)  # (B, c, h, h)
-        layers.append(nn.Conv2d(c, 1, h))  # (B, 1, 1, 1)
+        layers, c = _downsampling_layers(spec.channels, n, ndf, norm)  # (B, c, h, h)
+        layers.append(_conv(c, 1, h, 1, 0, norm, bias=True))  # (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
         self.spec = spec
         self.layer_spec = _conv_spec(self.net)
@@ -153,12 +167,20 @@ class FullImageDiscriminator(nn.Module):
         return self.net(x)  # (B, 1, 1, 1)
 
 
+def _check_norm(norm: str) -> None:
+    if norm not in D_NORMS:
+        raise ValueError(f"unknown discriminator norm {norm!r}; valid: {', '.join(D_NORMS)}")
+
+
 def get_discriminator(
-    kind: str, spec: ImageSpec, patch_size: int = 10, ndf: int = 64
+    kind: str, spec: ImageSpec, patch_size: int = 10, ndf: int = 64, norm: str = "batch"
 ) -> nn.Module | None:
-    """"patch" -> PatchDiscriminator, "full" -> FullImageDiscriminator, "none" -> None."""
+    """"patch" -> PatchDiscriminator, "full" -> FullImageDiscriminator, "none" -> None.
+
+    ``norm``: "batch" (BatchNorm after every conv but the first and last; DCGAN, the paper) or
+    "spectral" (spectral normalisation of every conv, no BatchNorm)."""
     if kind == "patch":
-        discriminator = PatchDiscriminator(spec.channels, patch_size, ndf)
+        discriminator = PatchDiscriminator(spec.channels, patch_size, ndf, norm)
         if discriminator.output_size(spec.size) < 1:
             raise ValueError(
                 f"patch_size {patch_size} downsamples by {discriminator.stride}, which leaves no "
@@ -166,7 +188,7 @@ def get_discriminator(
             )
         return discriminator
     if kind == "full":
-        return FullImageDiscriminator(spec, ndf)
+        return FullImageDiscriminator(spec, ndf, norm)
     if kind == "none":
         return None
     raise ValueError(
