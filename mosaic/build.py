@@ -94,6 +94,30 @@ def build_players(cfg: RunConfig, teacher: nn.Module, device: str, parallel: boo
     return players
 
 
+def background_prior(teacher: nn.Module, ood: ImageData, device: str, n: int = 512,
+                     batch: int = 64) -> torch.Tensor:
+    """The balance term's target for ``balance_bg='ood'``: class 0 (background) gets the teacher's mean
+    background probability over all pixels of the first ``n`` real OOD images, the other K - 1 classes
+    share the rest equally. (K,) on ``device``; deterministic (the frozen teacher in eval mode, fixed images)."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        n = min(n, len(ood))
+        for i in range(0, n, batch):
+            x = ood.images[i:min(i + batch, n)].to(device).float() / 255  # (b, C, H, W) in [0, 1]
+            p = torch.softmax(teacher(x).float(), dim=1)  # (b, K, H, W)
+            total, count = total + p[:, 0].sum().item(), count + p[:, 0].numel()
+    k = teacher.spec.num_classes
+    share = total / count
+    return torch.tensor([share] + [(1 - share) / (k - 1)] * (k - 1), device=device)
+
+
+def check_background(cfg: RunConfig, classes) -> None:
+    """balance_bg 'free' / 'ood' need a class 0 named "background" (VOC, the scene sets; not Cityscapes, NYUv2)."""
+    if cfg.balance_bg != "class" and (not classes or classes[0] != "background"):
+        raise ValueError(f"balance_bg={cfg.balance_bg!r} treats class 0 as the background, and {cfg.dataset}'s class 0 "
+                         f"is {classes[0] if classes else None!r}: set balance_bg='class'")
+
+
 def build_streams(cfg: RunConfig, teacher: nn.Module, device: str) -> tuple[game.Streams, dict[str, Batcher], ImageData | None]:
     """Where the game draws real images: the OOD stream and/or the in-domain one, by method.
 
@@ -190,9 +214,9 @@ def preflight(cfg: RunConfig) -> None:
     if cfg.uses_discriminator and cfg.discriminator == "patch" and cfg.patch_size > spec.size:
         raise ValueError(f"patch_size={cfg.patch_size} is larger than the {spec.size}x{spec.size} images of "
                          f"{cfg.dataset}: choose a patch_size <= {spec.size} (or discriminator='full')")
-    if cfg.balance_ignore >= spec.num_classes:
-        raise ValueError(f"balance_ignore={cfg.balance_ignore} is not a class of {cfg.dataset} ({spec.num_classes} "
-                         f"classes): use -1 (every class counts in loss_balance) or a class index < {spec.num_classes}")
+    if cfg.balance_bg != "class" and spec.task != "segmentation":
+        raise ValueError(f"balance_bg={cfg.balance_bg!r} treats class 0 as a segmentation background, and "
+                         f"{cfg.dataset} is a {spec.task} task: set balance_bg='class'")
     if cfg.ood_subset and not cfg.uses_ood:
         raise ValueError(f"ood_subset={cfg.ood_subset} has no effect on method {cfg.method!r} (it sees no OOD "
                          "images); set ood_subset=0")
@@ -209,4 +233,5 @@ def preflight(cfg: RunConfig) -> None:
 
 
 __all__ = ["preflight", "check_teacher_module", "teacher_config", "build_teacher", "build_ood", "build_players",
+           "background_prior", "check_background",
            "build_streams", "build_schedulers", "unwrap", "modules", "evaluated_student", "optimizers"]

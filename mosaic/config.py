@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Mapping
 METHODS = ("mosaickd", "kd_ood", "datafree", "kd_indomain", "scratch")
 DISCRIMINATORS = ("patch", "full", "none")
 D_NORMS = ("batch", "spectral")
+BALANCE_BG = ("class", "free", "ood")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOGGERS = ("none", "tensorboard")
 
@@ -55,7 +56,8 @@ class RunConfig:
     w_local: float = 1.0  # scales loss_local (patch GAN term, Eq. 3)
     w_align: float = 1.0  # scales loss_align (teacher entropy, Eq. 4)
     w_balance: float = 10.0  # scales loss_balance (class-marginal negative entropy)
-    balance_ignore: int = -1  # a class left out of loss_balance's marginal, e.g. 0 = a segmentation background (-1: none, paper)
+    balance_bg: str = "class"  # segmentation, class 0 = background, in loss_balance: class (one of K, paper) | free (left out)
+    # | ood (its share pinned to the teacher's mean background probability on the real OOD images; mosaickd)
     w_adv: float = 1.0  # scales loss_adv (-KL(teacher || student), Eq. 7)
     # --- players
     z_dim: int = 100  # generator latent size
@@ -89,6 +91,7 @@ class RunConfig:
         _choice("method", self.method, METHODS)
         _choice("discriminator", self.discriminator, DISCRIMINATORS)
         _choice("d_norm", self.d_norm, D_NORMS)
+        _choice("balance_bg", self.balance_bg, BALANCE_BG)
         _choice("precision", self.precision, PRECISIONS)
         _choice("logger", self.logger, LOGGERS)
         for name in ("steps", "kd_steps", "batch_size", "z_dim", "ngf", "ndf"):
@@ -96,7 +99,6 @@ class RunConfig:
         for name in ("eval_every", "ckpt_every", "ood_subset", "seed", "teacher_seed", "warmup_gan",
                      "threads", "teacher_epochs", "pool"):
             _at_least(name, getattr(self, name), 0)
-        _at_least("balance_ignore", self.balance_ignore, -1)
         for name in ("lr_s", "lr_g", "lr_d", "t_kd"):
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"RunConfig.{name} must be a finite number > 0, got {getattr(self, name)}")
@@ -111,6 +113,12 @@ class RunConfig:
             raise ValueError(f"RunConfig.warmup_gan={self.warmup_gan} needs a discriminator to warm up against: "
                              f"method='mosaickd' with discriminator 'patch' or 'full' (got {self.method!r}, "
                              f"{self.discriminator!r}); or set warmup_gan=0")
+        if self.balance_bg != "class" and not self.uses_generator:
+            raise ValueError(f"RunConfig.balance_bg={self.balance_bg!r} shapes the generator's balance term, and "
+                             f"method={self.method!r} has no generator: use 'mosaickd' or 'datafree', or set 'class'")
+        if self.balance_bg == "ood" and not self.uses_ood:
+            raise ValueError(f"RunConfig.balance_bg='ood' reads the teacher on the real OOD images, which "
+                             f"method={self.method!r} does not see: use 'mosaickd', or balance_bg 'class' or 'free'")
         if self.pool and not self.uses_generator:
             raise ValueError(f"RunConfig.pool={self.pool} replays synthetic images, and method={self.method!r} has no "
                              "generator: use 'mosaickd' or 'datafree', or set pool=0")
@@ -254,4 +262,4 @@ def resolve_device(device: str) -> "str":
     return device
 
 
-__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "D_NORMS", "PRECISIONS", "LOGGERS", "resolve_device"]
+__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "D_NORMS", "BALANCE_BG", "PRECISIONS", "LOGGERS", "resolve_device"]

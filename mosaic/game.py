@@ -47,6 +47,7 @@ class Players:
     opt_d: torch.optim.Optimizer | None = None
     scalers: dict[str, torch.amp.GradScaler] = field(default_factory=dict)  # fp16 only: "s", "g", "d"
     pool: SamplePool | None = None  # RunConfig.pool > 0: the student's replay memory of synthetic images
+    balance_prior: torch.Tensor | None = None  # RunConfig.balance_bg == "ood": loss_balance's target (K,) (build.background_prior)
     student_ema: nn.Module | None = None  # RunConfig.ema_s > 0: the average of the student's weights (mosaic.ema),
     # updated by mosaic.train after each step and evaluated as the run's student; no step reads it
 
@@ -116,6 +117,15 @@ def fixed_samples(generator: nn.Module, n: int, z_dim: int, device: torch.device
     return copy.deepcopy(generator).train()(z).float().cpu()  # (n, C, H, W)
 
 
+def _balance_prior(players: Players, cfg: RunConfig) -> torch.Tensor | None:
+    if cfg.balance_bg != "ood":
+        return None
+    if players.balance_prior is None:
+        raise ValueError("balance_bg='ood' needs players.balance_prior, the balance term's target: set it to "
+                         "mosaic.build.background_prior(teacher, ood_images, device) (mosaic.train does)")
+    return players.balance_prior
+
+
 def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_local: bool,
                      shard: Shard = Shard()) -> dict[str, torch.Tensor]:
     """The generator's terms on a synthetic batch x (B, C, H, W), weighted sum in 'loss_g'.
@@ -126,7 +136,8 @@ def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_loca
     s_logits = without_ddp(players.student)(x)  # (B, K)
     terms = {
         "loss_align": losses.align_loss(t_logits),
-        "loss_balance": losses.balance_loss(t_logits, shard.mean, cfg.balance_ignore),
+        "loss_balance": losses.balance_loss(t_logits, shard.mean, 0 if cfg.balance_bg == "free" else -1,
+                                            _balance_prior(players, cfg)),
         "loss_adv": losses.adversarial_loss(t_logits, s_logits, cfg.t_kd),
     }
     loss_g = cfg.w_align * terms["loss_align"] + cfg.w_balance * terms["loss_balance"] + cfg.w_adv * terms["loss_adv"]

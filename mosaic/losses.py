@@ -72,7 +72,8 @@ def align_loss(teacher_logits: torch.Tensor) -> torch.Tensor:
     return entropy(teacher_logits).mean()
 
 
-def balance_loss(teacher_logits: torch.Tensor, batch_mean=None, ignore_class: int = -1) -> torch.Tensor:
+def balance_loss(teacher_logits: torch.Tensor, batch_mean=None, ignore_class: int = -1,
+                 prior: torch.Tensor | None = None) -> torch.Tensor:
     """Class balance (appendix): Σ_y p̄_y log p̄_y, the negative entropy of the batch class marginal.
 
     Minimal (= -log K) when every in-domain class is generated equally often. Dense logits
@@ -80,17 +81,22 @@ def balance_loss(teacher_logits: torch.Tensor, batch_mean=None, ignore_class: in
     taken over the rows (images, or pixels), (N, K) -> (K,); default the mean over dim 0 (a
     multi-process run passes the global batch's mean).
 
-    ``ignore_class`` >= 0 leaves that class (a segmentation task's background) out: the term is then
-    the negative entropy of p̄ over the other K - 1 classes, renormalised to sum to 1 (minimal, -log(K-1),
-    when they are equally frequent among themselves), and the ignored class's share is left free. A
-    uniform marginal over all pixels would ask for as much background as each item class; real scenes are
-    mostly background. -1 (default, the paper): every class counts.
+    Two variants for a segmentation task with a background class (the paper's term asks for as much
+    background as each item class, where real scenes are mostly background):
+    - ``ignore_class`` >= 0 leaves that class out: the negative entropy of p̄ over the other K - 1
+      classes, renormalised to sum to 1 (minimal, -log(K-1), when they are equally frequent among
+      themselves); the ignored class's share is free.
+    - ``prior`` (K,), a distribution: KL(p̄ ‖ prior) = Σ_y p̄_y log(p̄_y / prior_y), minimal (0) at
+      p̄ = prior. With a uniform prior it is the paper's term + log K.
     """
     _check_logits(teacher_logits)
     k = teacher_logits.shape[1]
     if ignore_class != -1 and not 0 <= ignore_class < k:
         raise ValueError(f"balance_loss: ignore_class={ignore_class} is not a class of these {k}-class logits; "
                          f"use -1 (every class counts) or an index in [0, {k})")
+    if prior is not None and (ignore_class != -1 or prior.shape != (k,)):
+        raise ValueError(f"balance_loss: prior must be a ({k},) distribution and excludes ignore_class; got "
+                         f"shape {tuple(prior.shape)}, ignore_class={ignore_class}")
     p = F.softmax(teacher_logits.float(), dim=1)  # (B, K[, H, W])
     if p.dim() == 4:
         p = p.permute(0, 2, 3, 1).reshape(-1, p.shape[1])  # (B, K, H, W) -> (B·H·W, K): a row per pixel
@@ -98,7 +104,10 @@ def balance_loss(teacher_logits: torch.Tensor, batch_mean=None, ignore_class: in
     if ignore_class != -1:
         kept = [c for c in range(k) if c != ignore_class]
         p_mean = p_mean[kept] / p_mean[kept].sum().clamp_min(1e-12)  # (K-1,), sums to 1
-    return (p_mean * torch.log(p_mean.clamp_min(1e-12))).sum()
+    log_p = torch.log(p_mean.clamp_min(1e-12))
+    if prior is not None:
+        log_p = log_p - torch.log(prior.to(p_mean).clamp_min(1e-12))
+    return (p_mean * log_p).sum()
 
 
 def adversarial_loss(teacher_logits: torch.Tensor, student_logits: torch.Tensor, t_kd: float = 1.0) -> torch.Tensor:

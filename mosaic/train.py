@@ -35,9 +35,9 @@ from tqdm.auto import tqdm
 
 from mosaic import checkpoint, distributed, game, patches
 from mosaic.board import Board
-from mosaic.build import (build_ood, build_players, build_schedulers, build_streams, build_teacher,
-                          check_teacher_module, evaluated_student, modules, optimizers, preflight, teacher_config,
-                          unwrap)
+from mosaic.build import (background_prior, build_ood, build_players, build_schedulers, build_streams, build_teacher,
+                          check_background, check_teacher_module, evaluated_student, modules, optimizers, preflight,
+                          teacher_config, unwrap)
 from mosaic.config import RunConfig, resolve_device
 from mosaic.data import ImageData, get_dataset
 from mosaic.ema import ema_update
@@ -419,6 +419,9 @@ def _train(cfg: RunConfig, out: Path, teacher: nn.Module | None, progress: bool)
     players = build_players(cfg, teacher, device, parallel=True)
     schedulers = build_schedulers(players, cfg.steps, cfg.warmup_iterations)
     streams, batchers, ood = build_streams(cfg, teacher, device)
+    check_background(cfg, val.classes)
+    if cfg.balance_bg == "ood":
+        players.balance_prior = background_prior(teacher, ood, device)  # fixed by the teacher and the OOD images
     # resume, play, evaluate, write: metrics.json last, so it marks a finished run
     state = _resume(out, cfg, players, schedulers, batchers, device)  # every rank reads rank 0's checkpoint
     distributed.barrier()  # every rank has read it before rank 0 changes the folder

@@ -84,15 +84,34 @@ def test_dense_generator_terms_are_the_per_pixel_losses(teacher):
     torch.testing.assert_close(terms["loss_g"], ref)
 
 
-def test_the_generator_balance_term_leaves_out_balance_ignore(teacher):
+def test_the_generator_balance_term_follows_balance_bg(teacher):
     from mosaic import losses
 
     torch.manual_seed(2)
     players = build.build_players(config("mosaickd"), teacher, "cpu")
     x = players.generator(torch.randn(3, 16))  # (3, 1, 64, 64)
     t = teacher(x)
-    for ignore in (-1, 0):
-        terms = game.generator_losses(players, x, config("mosaickd", balance_ignore=ignore), use_local=False)
-        torch.testing.assert_close(terms["loss_balance"], losses.balance_loss(t, ignore_class=ignore))
-    assert not torch.equal(losses.balance_loss(t, ignore_class=0), losses.balance_loss(t))
 
+    def balance(**kw):
+        return game.generator_losses(players, x, config("mosaickd", **kw), use_local=False)["loss_balance"]
+
+    torch.testing.assert_close(balance(), losses.balance_loss(t))  # "class": the paper's term
+    torch.testing.assert_close(balance(balance_bg="free"), losses.balance_loss(t, ignore_class=0))
+    players.balance_prior = torch.tensor([0.9] + [0.01] * 10)
+    torch.testing.assert_close(balance(balance_bg="ood"), losses.balance_loss(t, prior=players.balance_prior))
+    assert len({balance(balance_bg=b).item() for b in ("free", "ood")} | {losses.balance_loss(t).item()}) == 3
+
+
+def test_background_prior_pins_the_teachers_background_share_on_ood(teacher):
+    from mosaic.data import get_dataset
+
+    ood = get_dataset("scenes:mnist5k", "train")
+    prior = build.background_prior(teacher, ood, "cpu", n=40, batch=16)
+    with torch.no_grad():
+        share = torch.softmax(teacher(ood.images[:40].float() / 255), 1)[:, 0].mean()
+    assert prior.shape == (11,) and prior.sum().item() == pytest.approx(1.0, abs=1e-6)
+    assert prior[0].item() == pytest.approx(share.item(), abs=1e-5)
+    assert torch.allclose(prior[1:], torch.full((10,), (1 - share.item()) / 10), atol=1e-6)
+    with pytest.raises(ValueError, match="class 0 is 'T-shirt/top': set balance_bg='class'"):
+        build.check_background(RunConfig(balance_bg="free", method="mosaickd"), ("T-shirt/top", "Trouser"))
+    build.check_background(config("mosaickd", balance_bg="ood"), ("background", "T-shirt/top"))

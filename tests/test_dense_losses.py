@@ -74,6 +74,21 @@ def test_balance_can_leave_one_class_out():
         losses.balance_loss(T, ignore_class=K)
 
 
+def test_balance_with_a_prior_is_the_kl_to_it():
+    """prior: KL(p̄ ‖ prior), 0 when the batch marginal is the prior; a uniform prior is the paper's term + log K."""
+    marginal = F.softmax(rows(T), 1).mean(0)  # (K,)
+    prior = torch.tensor([0.6, 0.1, 0.1, 0.1, 0.1])
+    torch.testing.assert_close(losses.balance_loss(T, prior=prior), (marginal * (marginal / prior).log()).sum())
+    torch.testing.assert_close(losses.balance_loss(T, prior=torch.full((K,), 1 / K)), losses.balance_loss(T) + math.log(K))
+    at_prior = prior.log().view(1, K, 1, 1).expand(2, K, 3, 3)
+    assert abs(losses.balance_loss(at_prior, prior=prior).item()) < 1e-6
+    assert losses.balance_loss(T, prior=prior).item() > 0
+    with pytest.raises(ValueError, match="prior must be a .5,. distribution"):
+        losses.balance_loss(T, prior=torch.ones(3) / 3)
+    with pytest.raises(ValueError, match="excludes ignore_class"):
+        losses.balance_loss(T, ignore_class=0, prior=prior)
+
+
 def test_dense_cross_entropy_ignores_void_pixels():
     y = torch.randint(0, K, (B, H, W), generator=g)
     y[0, 0] = losses.IGNORE_INDEX  # a void row

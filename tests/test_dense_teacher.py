@@ -56,11 +56,14 @@ def test_preflight_checks_models_against_the_task(tmp_path):
         build.preflight(RunConfig(**{**dense, "dataset": "scenes:mnist5k"}))
     with pytest.raises(ValueError, match="unknown teacher 'unet9'; valid names: .*deeplabv3_resnet50"):
         build.preflight(RunConfig(**{**dense, "teacher": "unet9"}))
-    build.preflight(RunConfig(**{**dense, "balance_ignore": 0}))  # the scenes' background
-    with pytest.raises(ValueError, match="balance_ignore=11 is not a class of fmnist_scenes .11 classes"):
-        build.preflight(RunConfig(**{**dense, "balance_ignore": 11}))
-    with pytest.raises(ValueError, match="RunConfig.balance_ignore must be >= -1"):
-        RunConfig(**{**dense, "balance_ignore": -2})
+    build.preflight(RunConfig(**{**dense, "balance_bg": "ood"}))  # mosaickd on scenes: its background
+    with pytest.raises(ValueError, match="balance_bg='free' treats class 0 as a segmentation background, and fmnist"):
+        build.preflight(RunConfig(balance_bg="free", out_dir=str(tmp_path / "run")))
+    with pytest.raises(ValueError, match="balance_bg='ood' reads the teacher on the real OOD images, which "
+                                         "method='datafree' does not see"):
+        RunConfig(**{**dense, "balance_bg": "ood", "method": "datafree"})
+    with pytest.raises(ValueError, match="method='kd_ood' has no generator"):
+        RunConfig(**{**dense, "balance_bg": "free", "method": "kd_ood"})
 
 
 def test_the_nyuv2_parameter_file_is_a_valid_dense_run(tmp_path):

@@ -88,3 +88,17 @@ def test_a_dense_run_records_and_selects_the_student_on_val_miou(tmp_path, teach
     selected = get_model("segnet_small_half", res.players.teacher.spec)
     selected.load_state_dict(kept["student"])
     assert m["student_miou_valsel"] == pytest.approx(score(selected, test))  # test mIoU of the selected student
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_dense_run_balances_against_the_ood_background_and_resumes_exactly(tmp_path, teacher_dir, monkeypatch):
+    """balance_bg='ood': train() sets the balance term's target from the teacher on the OOD scenes, so the term is a
+    KL (>= 0) where the paper's is a negative entropy (<= 0); the target is rebuilt on resume, to the same numbers."""
+    from killing import interrupted_and_resumed
+
+    cfg = tiny(tmp_path / "full", teacher_dir, balance_bg="ood")
+    full = train(cfg, progress=False)
+    paper = train(cfg.replace(balance_bg="class", out_dir=str(tmp_path / "paper" / "run")), progress=False)
+    assert all(r["loss_balance"] >= 0 for r in full.history) and all(r["loss_balance"] <= 0 for r in paper.history)
+    again = interrupted_and_resumed(cfg.replace(out_dir=str(tmp_path / "broken" / "run")), 3, monkeypatch)
+    assert again.history == full.history and again.metrics["student_miou"] == full.metrics["student_miou"]
