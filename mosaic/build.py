@@ -18,10 +18,10 @@ import torch.nn as nn
 
 from mosaic import distributed, game
 from mosaic.config import RunConfig, resolve_device
-from mosaic.data import DATASETS, Batcher, ImageData, adapt, dataset_spec, entropy_subset, get_dataset
+from mosaic.data import DATASETS, Batcher, ImageData, adapt, dataset_spec, entropy_subset, get_dataset, iterate
 from mosaic.ema import ema_copy
 from mosaic.models import Generator, check_model, get_discriminator, get_model
-from mosaic.nnutil import cosine_schedule
+from mosaic.nnutil import cosine_schedule, eval_mode
 from mosaic.pool import SamplePool
 from mosaic.teacher import TEACHER_FILE_HELP, TeacherConfig, check_teacher_file, get_teacher, load_teacher
 
@@ -100,10 +100,8 @@ def background_prior(teacher: nn.Module, ood: ImageData, device: str, n: int = 5
     background probability over all pixels of the first ``n`` real OOD images, the other K - 1 classes
     share the rest equally. (K,) on ``device``; deterministic (the frozen teacher in eval mode, fixed images)."""
     total, count = 0.0, 0
-    with torch.no_grad():
-        n = min(n, len(ood))
-        for i in range(0, n, batch):
-            x = ood.images[i:min(i + batch, n)].to(device).float() / 255  # (b, C, H, W) in [0, 1]
+    with eval_mode(teacher), torch.no_grad():
+        for x, _ in iterate(ood.subset(torch.arange(min(n, len(ood)))), batch, device):  # (b, C, H, W) in [0, 1]
             p = torch.softmax(teacher(x).float(), dim=1)  # (b, K, H, W)
             total, count = total + p[:, 0].sum().item(), count + p[:, 0].numel()
     k = teacher.spec.num_classes
