@@ -98,18 +98,25 @@ def test_02_parameter_defaults_are_runconfigs_defaults():
 
 def test_the_benchmarks_method_settings_are_notebook_parameters():
     """Every field the quality benchmarks set per method (METHOD_SETTINGS, SEG_SETTINGS) is a parameter of the
-    notebook that runs that task (02, 06), so one papermill command reproduces a table cell; 06 says which."""
-    from mosaic.bench.quality import METHOD_SETTINGS, SEG_SETTINGS
+    notebook that runs that task (02, 06), so one papermill command reproduces a table cell; 06's introduction and the
+    README say which, with the table's budget."""
+    from mosaic.bench.quality import METHOD_SETTINGS, SEG_SETTINGS, TASKS
 
     for name, settings in (("02_train", METHOD_SETTINGS), ("06_segmentation", SEG_SETTINGS)):
         nb = ROOT / "notebooks" / f"{name}.ipynb"
         missing = {k for s in settings.values() for k in s} - set(parameters(nb))
         assert not missing, f"{name}: no parameter for the benchmark's {sorted(missing)}"
-    intro = read(ROOT / "notebooks" / "06_segmentation.ipynb").cells[0].source
-    said = {k: ast.literal_eval(v) if v[0].isdigit() or v in ("True", "False") else v
-            for k, v in re.findall(r"-p (\w+) ([\w.+-]+)", intro)}
-    for key, value in SEG_SETTINGS["mosaickd"].items():
-        assert said.get(key) == value, f"06's introduction gives -p {key} {said.get(key)}, the benchmark {value}"
+    readme = (ROOT / "README.md").read_text()
+    cell = readme[readme.index("# the segmentation table's MosaicKD cell"):]
+    cell = cell[:cell.index("```")]
+    texts = {"06's introduction": read(ROOT / "notebooks" / "06_segmentation.ipynb").cells[0].source,
+             "README's table-cell command": cell}
+    expected = {**SEG_SETTINGS["mosaickd"], "steps": TASKS["seg"].steps}
+    for where, text in texts.items():
+        said = {k: ast.literal_eval(v) if v[0].isdigit() or v in ("True", "False") else v
+                for k, v in re.findall(r"-p (\w+) ([\w.+-]+)", text)}
+        for key, value in expected.items():
+            assert said.get(key) == value, f"{where} gives -p {key} {said.get(key)}, the benchmark {value}"
 
 
 OUTPUT_CAP = 400_000  # bytes of stored outputs per notebook
