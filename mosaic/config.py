@@ -47,6 +47,7 @@ class RunConfig:
     lr_d: float = 1e-3  # discriminator Adam lr (cosine)
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas for generator and discriminator
     t_kd: float = 1.0  # distillation temperature
+    t_adv: float = 0.0  # generator methods: temperature of the adversarial term (Eq. 7); 0: t_kd, the same T (paper)
     student_ood: bool = True  # mosaickd: the student's batch joins real OOD images to the mosaics (paper)
     warmup_gan: int = 0  # mosaickd: iterations of the patch GAN alone (D, then G on loss_local) before the game (paper: 0)
     pool: int = 0  # generator methods: >0, the student's synthetic images are drawn from the last N synthesized (mosaic.pool; paper: 0)
@@ -102,6 +103,8 @@ class RunConfig:
         for name in ("lr_s", "lr_g", "lr_d", "t_kd"):
             if not 0 < getattr(self, name) < math.inf:
                 raise ValueError(f"RunConfig.{name} must be a finite number > 0, got {getattr(self, name)}")
+        if not 0 <= self.t_adv < math.inf:
+            raise ValueError(f"RunConfig.t_adv must be a finite number > 0, or 0 for t_kd's, got {self.t_adv}")
         for name in ("w_local", "w_align", "w_balance", "w_adv", "wd_s"):
             if not 0 <= getattr(self, name) < math.inf:
                 raise ValueError(f"RunConfig.{name} must be a finite number >= 0, got {getattr(self, name)}")
@@ -119,6 +122,9 @@ class RunConfig:
         if self.balance_bg == "ood" and not self.uses_ood:
             raise ValueError(f"RunConfig.balance_bg='ood' reads the teacher on the real OOD images, which "
                              f"method={self.method!r} does not see: use 'mosaickd', or balance_bg 'class' or 'free'")
+        if self.t_adv and not self.uses_generator:
+            raise ValueError(f"RunConfig.t_adv={self.t_adv} is the temperature of the generator's adversarial term, "
+                             f"and method={self.method!r} has no generator: use 'mosaickd' or 'datafree', or set t_adv=0")
         if self.pool and not self.uses_generator:
             raise ValueError(f"RunConfig.pool={self.pool} replays synthetic images, and method={self.method!r} has no "
                              "generator: use 'mosaickd' or 'datafree', or set pool=0")

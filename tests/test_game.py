@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from mosaic import game
+from mosaic import game, losses
 from mosaic.config import RunConfig
 from mosaic.models import Generator, get_classifier, get_discriminator
 from mosaic.spec import ImageSpec
@@ -72,6 +72,27 @@ def test_generator_loss_is_the_weighted_sum_of_its_terms():
     t = game.generator_losses(p, x, cfg, use_local=True)
     ref = 0.5 * t["loss_local"] + 2.0 * t["loss_align"] + 3.0 * t["loss_balance"] + 0.7 * t["loss_adv"]
     assert torch.allclose(t["loss_g"], ref)
+
+
+def test_t_adv_sets_the_adversarial_terms_temperature_alone_and_0_means_t_kd():
+    x = torch.rand(8, 1, 16, 16)
+    terms = {}
+    for t_kd, t_adv in ((1.0, 0.0), (4.0, 0.0), (4.0, 1.0), (1.0, 4.0)):
+        cfg = RunConfig(t_kd=t_kd, t_adv=t_adv, z_dim=16)
+        terms[t_kd, t_adv] = game.generator_losses(make_players(cfg), x, cfg, use_local=True)
+    p = make_players(RunConfig(z_dim=16))
+    with torch.no_grad():
+        t_logits, s_logits = p.teacher(x), p.student(x)
+    for (t_kd, t_adv), t in terms.items():
+        assert torch.allclose(t["loss_adv"], losses.adversarial_loss(t_logits, s_logits, t_adv or t_kd))
+        for name in ("loss_local", "loss_align", "loss_balance"):  # the temperature touches no other term
+            assert torch.equal(t[name], terms[1.0, 0.0][name])
+    assert torch.equal(terms[4.0, 1.0]["loss_adv"], terms[1.0, 0.0]["loss_adv"])
+    assert not torch.allclose(terms[1.0, 4.0]["loss_adv"], terms[1.0, 0.0]["loss_adv"])
+    with pytest.raises(ValueError, match="t_adv=4.0 is the temperature of the generator's adversarial term"):
+        RunConfig(method="kd_ood", t_adv=4.0)
+    with pytest.raises(ValueError, match="t_adv must be a finite number"):
+        RunConfig(t_adv=-1.0)
 
 
 def test_no_discriminator_means_no_local_term():
