@@ -171,6 +171,11 @@ class RunConfig:
                 self.betas = tuple(float(b) for b in value)
 
     @property
+    def adv_temperature(self) -> float:
+        """The adversarial term's temperature: t_adv, or t_kd's when t_adv is 0 (the paper's coupling)."""
+        return self.t_adv or self.t_kd
+
+    @property
     def uses_generator(self) -> bool:
         return self.method in ("mosaickd", "datafree")
 

@@ -138,7 +138,7 @@ def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_loca
         "loss_align": losses.align_loss(t_logits),
         "loss_balance": losses.balance_loss(t_logits, shard.mean, 0 if cfg.balance_bg == "free" else -1,
                                             _balance_prior(players, cfg)),
-        "loss_adv": losses.adversarial_loss(t_logits, s_logits, cfg.t_adv or cfg.t_kd),
+        "loss_adv": losses.adversarial_loss(t_logits, s_logits, cfg.adv_temperature),
     }
     loss_g = cfg.w_align * terms["loss_align"] + cfg.w_balance * terms["loss_balance"] + cfg.w_adv * terms["loss_adv"]
     if use_local:

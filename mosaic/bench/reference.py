@@ -150,7 +150,7 @@ class ReferenceLoop:
         loss_local = losses.local_loss(discriminator(fake))
         loss_align = losses.align_loss(t_out)
         loss_balance = losses.balance_loss(t_out)
-        loss_adv = losses.adversarial_loss(t_out, s_out, cfg.t_adv or cfg.t_kd)
+        loss_adv = losses.adversarial_loss(t_out, s_out, cfg.adv_temperature)
         loss_g = (cfg.w_local * loss_local + cfg.w_align * loss_align + cfg.w_balance * loss_balance
                   + cfg.w_adv * loss_adv)
         self.opt_g.zero_grad()
