@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Mapping
 METHODS = ("mosaickd", "kd_ood", "datafree", "kd_indomain", "scratch")
 DISCRIMINATORS = ("patch", "full", "none")
 D_NORMS = ("batch", "spectral")
+D_LOSSES = ("bce", "hinge")
 BALANCE_BG = ("class", "free", "ood")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOGGERS = ("none", "tensorboard")
@@ -66,6 +67,8 @@ class RunConfig:
     ndf: int = 64  # discriminator width (paper: 128)
     discriminator: str = "patch"  # patch | full | none
     d_norm: str = "batch"  # the discriminator's normalisation: batch (BatchNorm, paper) | spectral (spectral norm, no BN)
+    d_loss: str = "bce"  # the patch GAN's loss (D and loss_local): bce (non-saturating, paper) | hinge
+    d_r1: float = 0.0  # R1 weight γ: D's loss adds γ/2·E‖∇ₓ mean-patch D(x')‖² on real OOD images (0: off, paper)
     patch_size: int = 10  # receptive field of the patch discriminator in pixels
     # --- bookkeeping
     seed: int = 0  # seeds torch, numpy, random and every batcher
@@ -92,6 +95,7 @@ class RunConfig:
         _choice("method", self.method, METHODS)
         _choice("discriminator", self.discriminator, DISCRIMINATORS)
         _choice("d_norm", self.d_norm, D_NORMS)
+        _choice("d_loss", self.d_loss, D_LOSSES)
         _choice("balance_bg", self.balance_bg, BALANCE_BG)
         _choice("precision", self.precision, PRECISIONS)
         _choice("logger", self.logger, LOGGERS)
@@ -116,6 +120,12 @@ class RunConfig:
             raise ValueError(f"RunConfig.warmup_gan={self.warmup_gan} needs a discriminator to warm up against: "
                              f"method='mosaickd' with discriminator 'patch' or 'full' (got {self.method!r}, "
                              f"{self.discriminator!r}); or set warmup_gan=0")
+        if not 0 <= self.d_r1 < math.inf:
+            raise ValueError(f"RunConfig.d_r1 must be a finite number >= 0 (0: no R1 penalty), got {self.d_r1}")
+        if (self.d_r1 or self.d_loss != "bce") and not self.uses_discriminator:
+            raise ValueError(f"RunConfig.d_loss={self.d_loss!r}, d_r1={self.d_r1} shape the patch GAN, and "
+                             f"method={self.method!r}, discriminator={self.discriminator!r} has none: use method "
+                             "'mosaickd' with discriminator 'patch' or 'full', or set d_loss='bce', d_r1=0")
         if self.balance_bg != "class" and not self.uses_generator:
             raise ValueError(f"RunConfig.balance_bg={self.balance_bg!r} shapes the generator's balance term, and "
                              f"method={self.method!r} has no generator: use 'mosaickd' or 'datafree', or set 'class'")
@@ -273,4 +283,4 @@ def resolve_device(device: str) -> "str":
     return device
 
 
-__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "D_NORMS", "BALANCE_BG", "PRECISIONS", "LOGGERS", "resolve_device"]
+__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "D_NORMS", "D_LOSSES", "BALANCE_BG", "PRECISIONS", "LOGGERS", "resolve_device"]

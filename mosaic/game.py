@@ -143,7 +143,7 @@ def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_loca
     loss_g = cfg.w_align * terms["loss_align"] + cfg.w_balance * terms["loss_balance"] + cfg.w_adv * terms["loss_adv"]
     if use_local:
         d_fake = without_ddp(players.discriminator)(x)  # (B, 1, h, w)
-        terms["loss_local"] = losses.local_loss(d_fake)
+        terms["loss_local"] = losses.local_loss(d_fake, cfg.d_loss)
         loss_g = loss_g + cfg.w_local * terms["loss_local"]
     with torch.no_grad():
         terms["teacher_conf"] = torch.softmax(t_logits.float(), dim=1).amax(dim=1).mean()
@@ -174,16 +174,28 @@ def input_grad_norms(terms: dict[str, torch.Tensor], x: torch.Tensor, cfg: RunCo
     return out
 
 
-def discriminator_update(players: Players, x_real: torch.Tensor, x_fake: torch.Tensor, amp) -> dict[str, torch.Tensor]:
-    """One D step: real OOD patches → 1, synthetic patches → 0. x_fake is detached here."""
+def discriminator_update(players: Players, x_real: torch.Tensor, x_fake: torch.Tensor, cfg: RunConfig,
+                         amp) -> dict[str, torch.Tensor]:
+    """One D step: real OOD patches → 1, synthetic patches → 0 (``cfg.d_loss``), plus ``cfg.d_r1``/2 times the
+    R1 penalty on the real images when set. x_fake is detached here."""
+    if cfg.d_r1 and players.discriminator is not without_ddp(players.discriminator):
+        raise NotImplementedError("d_r1 > 0 differentiates D's gradient, which this library does not do through "
+                                  "DistributedDataParallel: run it in one process, or set d_r1=0 under torchrun")
+    if cfg.d_r1:
+        x_real = x_real.detach().requires_grad_(True)
     with amp:
         d_real = players.discriminator(x_real)  # (B, 1, h, w)
         d_fake = players.discriminator(x_fake.detach())  # (B, 1, h, w)
-        loss_d = losses.discriminator_loss(d_real, d_fake)
+        loss_d = losses.discriminator_loss(d_real, d_fake, cfg.d_loss)
+    out = {}
+    if cfg.d_r1:
+        out["d_r1"] = losses.r1_penalty(d_real, x_real)
+        loss_d = loss_d + 0.5 * cfg.d_r1 * out["d_r1"]
     _update(loss_d, players.opt_d, players.scalers.get("d"))
     return {"loss_d": loss_d.detach(),
             "d_real": torch.sigmoid(d_real.detach().float()).mean(),  # D's mean "real" score on OOD
-            "d_fake": torch.sigmoid(d_fake.detach().float()).mean()}  # ... and on synthetic patches
+            "d_fake": torch.sigmoid(d_fake.detach().float()).mean(),  # ... and on synthetic patches
+            **{k: v.detach() for k, v in out.items()}}
 
 
 def student_kd_update(players: Players, x: torch.Tensor, cfg: RunConfig, amp) -> torch.Tensor:
@@ -230,7 +242,7 @@ def mosaickd_step(players: Players, streams: Streams, cfg: RunConfig, device, di
         x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device, streams.shard))  # (B, C, H, W)
     use_local = players.discriminator is not None
     if use_local:
-        out.update(discriminator_update(players, streams.ood(), x, amp))
+        out.update(discriminator_update(players, streams.ood(), x, cfg, amp))
     # 2. generator: mosaics the teacher reads as confident, balanced, hard for the student
     with amp, no_param_grads(players.discriminator, players.student):
         terms = generator_losses(players, x, cfg, use_local, streams.shard)
@@ -299,9 +311,9 @@ def gan_warmup_step(players: Players, streams: Streams, cfg: RunConfig, device, 
     amp = autocast(device, cfg.precision)
     with amp:
         x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device, streams.shard))  # (B, C, H, W)
-    out = discriminator_update(players, streams.ood(), x, amp)
+    out = discriminator_update(players, streams.ood(), x, cfg, amp)
     with amp, no_param_grads(players.discriminator):
-        loss_local = losses.local_loss(without_ddp(players.discriminator)(x))
+        loss_local = losses.local_loss(without_ddp(players.discriminator)(x), cfg.d_loss)
     _update(loss_local, players.opt_g, players.scalers.get("g"))
     out["loss_local"] = loss_local.detach()
     return _floats(out)

@@ -38,24 +38,51 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t_kd: fl
     return kl.mean() * t_kd**2
 
 
-def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
-    """L_D = mean BCE(D(x'), 1) + mean BCE(D(x), 0) over batch and patch map.
+def discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """The discriminator's loss on its logit maps (B, 1, h, w) of real OOD and synthetic images, averaged over
+    batch and patch map.
 
-    d_real, d_fake: logit maps (B, 1, h, w) of the discriminator on real OOD and synthetic images.
+    - ``"bce"`` (paper): mean BCE(D(x'), 1) + mean BCE(D(x), 0).
+    - ``"hinge"``: mean max(0, 1 - D(x')) + mean max(0, 1 + D(x)), the margin loss of SN-GAN / BigGAN: a
+      patch already on the right side of its margin gives D no gradient, so D stops sharpening what it wins.
+
     Unweighted: the paper's w_local scales the generator's term only (the official code also scaled
     the D loss by it; we do not).
     """
+    if kind == "hinge":
+        return F.relu(1 - d_real.float()).mean() + F.relu(1 + d_fake.float()).mean()
+    _check_kind(kind)
     real = F.binary_cross_entropy_with_logits(d_real.float(), torch.ones_like(d_real, dtype=torch.float32))
     fake = F.binary_cross_entropy_with_logits(d_fake.float(), torch.zeros_like(d_fake, dtype=torch.float32))
     return real + fake
 
 
-def local_loss(d_fake: torch.Tensor) -> torch.Tensor:
-    """Eq. 3, generator side: non-saturating patch GAN loss, mean BCE(D(x), 1) over the patch map.
+def local_loss(d_fake: torch.Tensor, kind: str = "bce") -> torch.Tensor:
+    """Eq. 3, generator side: every local patch of a synthetic image should look like a real OOD patch.
 
-    Every local patch of a synthetic image should look like a real OOD patch.
+    ``"bce"`` (paper): the non-saturating patch GAN loss, mean BCE(D(x), 1) over the patch map;
+    ``"hinge"``: -mean D(x), the generator's side of the hinge game.
     """
+    if kind == "hinge":
+        return -d_fake.float().mean()
+    _check_kind(kind)
     return F.binary_cross_entropy_with_logits(d_fake.float(), torch.ones_like(d_fake, dtype=torch.float32))
+
+
+def _check_kind(kind: str) -> None:
+    if kind != "bce":
+        raise ValueError(f"the patch GAN's loss kind must be 'bce' or 'hinge', got {kind!r}")
+
+
+def r1_penalty(d_real: torch.Tensor, x_real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al., 2018) for a patch discriminator: mean over the batch of ‖∇ₓ s(x')‖², where s is an
+    image's mean patch logit, s = mean over (h, w) of D(x') (B, 1, h, w), and x_real (B, C, H, W) the real
+    images D read (``requires_grad``). Differentiable (``create_graph``), so adding γ/2 · r1_penalty to D's loss
+    penalises D's slope on real data. The mean over the patch map keeps γ's scale that of a one-logit D.
+    """
+    score = d_real.float().mean(dim=(1, 2, 3))  # (B,)
+    (grad,) = torch.autograd.grad(score.sum(), x_real, create_graph=True)  # (B, C, H, W)
+    return grad.float().flatten(1).pow(2).sum(dim=1).mean()
 
 
 def entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -129,5 +156,5 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), labels.long(), ignore_index=IGNORE_INDEX)
 
 
-__all__ = ["IGNORE_INDEX", "kd_loss", "discriminator_loss", "local_loss", "entropy", "align_loss", "balance_loss",
+__all__ = ["IGNORE_INDEX", "kd_loss", "discriminator_loss", "local_loss", "r1_penalty", "entropy", "align_loss", "balance_loss",
            "adversarial_loss", "cross_entropy"]

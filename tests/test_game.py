@@ -1,4 +1,5 @@
 """One game step per method: who gets updated, who stays frozen, and what the step returns."""
+import contextlib
 import copy
 
 import pytest
@@ -93,6 +94,50 @@ def test_t_adv_sets_the_adversarial_terms_temperature_alone_and_0_means_t_kd():
         RunConfig(method="kd_ood", t_adv=4.0)
     with pytest.raises(ValueError, match="t_adv must be a finite number"):
         RunConfig(t_adv=-1.0)
+
+
+def test_d_loss_and_d_r1_shape_only_the_discriminators_update():
+    x_real, x_fake = torch.rand(8, 1, 16, 16), torch.rand(8, 1, 16, 16)
+    grads = {}
+    for kw in ({}, {"d_r1": 2.0}, {"d_loss": "hinge"}):
+        cfg = RunConfig(z_dim=16, patch_size=4, **kw)
+        p = make_players(cfg)
+        p.opt_d = torch.optim.SGD(p.discriminator.parameters(), lr=0.0)  # keep D's weights to read its gradient
+        out = game.discriminator_update(p, x_real, x_fake, cfg, contextlib.nullcontext())
+        grads[tuple(kw.items())] = [q.grad.clone() for q in p.discriminator.parameters()]
+        # the reference: the same loss written out with the loss functions, by autograd
+        d = copy.deepcopy(p.discriminator)
+        d.zero_grad()
+        xr = x_real.clone().requires_grad_(True)
+        d_real, d_fake = d(xr), d(x_fake)
+        ref = losses.discriminator_loss(d_real, d_fake, cfg.d_loss)
+        if cfg.d_r1:
+            assert out["d_r1"].item() == pytest.approx(losses.r1_penalty(d_real, xr).item(), rel=1e-5)
+            ref = ref + 0.5 * cfg.d_r1 * losses.r1_penalty(d_real, xr)
+        assert out["loss_d"].item() == pytest.approx(ref.item(), rel=1e-5)
+        ref.backward()
+        for q, r in zip(grads[tuple(kw.items())], d.parameters()):
+            assert torch.allclose(q, r.grad, atol=1e-6)
+    base = grads[()]
+    assert any(not torch.allclose(a, b) for a, b in zip(grads[(("d_r1", 2.0),)], base))
+    cfg = RunConfig(z_dim=16, patch_size=4, d_loss="hinge", d_r1=1.0, batch_size=8, kd_steps=1)
+    p = make_players(cfg)
+    before = {k: snapshot(getattr(p, k)) for k in ("teacher", "student", "generator", "discriminator")}
+    out = game.step(p, streams(8), cfg, "cpu")
+    assert set(out) == EXPECTED_KEYS["mosaickd"] | {"d_r1"} and out["d_r1"] > 0
+    assert not changed(p.teacher, before["teacher"]) and all(changed(getattr(p, k), before[k])
+                                                             for k in ("student", "generator", "discriminator"))
+    # hinge: the generator's patch term is -mean D(x)
+    x = p.generator(torch.randn(8, 16))
+    assert torch.allclose(game.generator_losses(p, x, cfg, use_local=True)["loss_local"], -p.discriminator(x).mean())
+    with pytest.raises(ValueError, match="d_r1=1.0 shape the patch GAN"):
+        RunConfig(method="datafree", d_r1=1.0)
+    with pytest.raises(ValueError, match="d_loss='hinge'.*discriminator='none' has none"):
+        RunConfig(discriminator="none", d_loss="hinge")
+    with pytest.raises(ValueError, match="d_loss='wgan' is not valid; choose one of bce, hinge"):
+        RunConfig(d_loss="wgan")
+    with pytest.raises(ValueError, match="d_r1 must be a finite number >= 0"):
+        RunConfig(d_r1=-1.0)
 
 
 def test_no_discriminator_means_no_local_term():

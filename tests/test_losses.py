@@ -43,6 +43,30 @@ def test_local_loss_is_non_saturating_gan_term():
     assert torch.allclose(losses.local_loss(fake), ref, atol=1e-5)
 
 
+def test_hinge_losses_by_hand():
+    real = torch.tensor([[[[2.0, 0.5]]], [[[-1.0, 1.0]]]])  # (2, 1, 1, 2) logit maps
+    fake = torch.tensor([[[[-2.0, 0.0]]], [[[1.0, -0.5]]]])
+    # D: mean max(0, 1 - real) = (0 + 0.5 + 2 + 0) / 4; mean max(0, 1 + fake) = (0 + 1 + 2 + 0.5) / 4
+    assert losses.discriminator_loss(real, fake, "hinge").item() == pytest.approx(2.5 / 4 + 3.5 / 4)
+    assert losses.local_loss(fake, "hinge").item() == pytest.approx(-(-2.0 + 0.0 + 1.0 - 0.5) / 4)
+    assert torch.equal(losses.local_loss(fake, "bce"), losses.local_loss(fake))  # bce is the default
+    with pytest.raises(ValueError, match="'bce' or 'hinge', got 'wgan'"):
+        losses.discriminator_loss(real, fake, "wgan")
+
+
+def test_r1_penalty_by_hand_for_discriminators_with_known_gradients():
+    x = torch.randn(3, 2, 5, 4, requires_grad=True)
+    # a one-logit D, s(x) = <a, x>: the gradient is a, the penalty ||a||^2
+    a = torch.randn(2, 5, 4)
+    assert losses.r1_penalty((x * a).sum(dim=(1, 2, 3)).view(3, 1, 1, 1), x).item() == pytest.approx(a.pow(2).sum().item(), rel=1e-5)
+    # a patch map D(x) = x^2 (one logit per pixel of channel 0): s = mean x0^2, gradient 2 x0 / (H W)
+    ref = (4 * x[:, 0].detach().pow(2).sum(dim=(1, 2)) / 20**2).mean()
+    pen = losses.r1_penalty(x[:, :1].pow(2), x)
+    assert pen.item() == pytest.approx(ref.item(), rel=1e-5)
+    (g,) = torch.autograd.grad(pen, x)  # differentiable: d/dx0 mean_b 4 sum x0^2 / 400 = 8 x0 / (400 B)
+    assert torch.allclose(g[:, 0], 8 * x[:, 0].detach() / 400 / 3, atol=1e-6) and g[:, 1].abs().max() == 0
+
+
 def test_align_loss_is_mean_entropy():
     p = F.softmax(T, 1)
     ref = -(p * p.log()).sum(1).mean()
