@@ -225,6 +225,9 @@ def preflight(cfg: RunConfig) -> None:
         check_teacher_file(cfg.teacher_ckpt, {"task": spec.task, "dataset": cfg.dataset, "arch": cfg.teacher,
                                               "channels": spec.channels, "size": spec.size,
                                               "num_classes": spec.num_classes}, data_root=cfg.data_root)
+    if cfg.d_r1 and distributed.world_size() > 1:
+        raise ValueError(f"d_r1={cfg.d_r1} differentiates D's gradient, which this library does not do through "
+                         "DistributedDataParallel: run it in one process, or set d_r1=0 under torchrun")
     resolve_device(cfg.device)
     distributed.local_batch(cfg.batch_size)  # the global batch splits evenly over the processes (torchrun)
     _writable_folder(Path(cfg.out_dir))

@@ -381,3 +381,13 @@ def test_starting_over_in_a_finished_folder_undeclares_it_first(tmp_path, teache
     with pytest.raises(KeyboardInterrupt):
         train(cfg.replace(resume=False), progress=False)  # killed half-way through the new run
     assert not finished(cfg.out_dir, cfg)  # its step-2 checkpoint is not passed off as the finished run
+
+
+def test_r1_under_torchrun_is_refused_before_anything_is_built(tmp_path, monkeypatch):
+    from mosaic import build, distributed
+    cfg = RunConfig(d_r1=1.0, out_dir=str(tmp_path / "run"))
+    build.preflight(cfg)  # one process: fine
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with pytest.raises(ValueError, match="d_r1=1.0 differentiates D's gradient.*set d_r1=0 under torchrun"):
+        build.preflight(cfg)
+    build.preflight(cfg.replace(d_r1=0.0))  # the rest of the run is fine under two processes
