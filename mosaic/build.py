@@ -53,6 +53,13 @@ def build_ood(cfg: RunConfig, teacher: nn.Module, device: str) -> ImageData:
     return ood
 
 
+def check_r1_world(cfg: RunConfig) -> None:
+    """``d_r1`` differentiates D's gradient, which this library does not do through DDP: one process only."""
+    if cfg.d_r1 and distributed.world_size() > 1:
+        raise ValueError(f"d_r1={cfg.d_r1} differentiates D's gradient, which this library does not do through "
+                         "DistributedDataParallel: run it in one process, or set d_r1=0 under torchrun")
+
+
 def build_players(cfg: RunConfig, teacher: nn.Module, device: str, parallel: bool = False) -> game.Players:
     """Student, generator and discriminator for ``cfg.method`` with their optimisers.
 
@@ -72,6 +79,7 @@ def build_players(cfg: RunConfig, teacher: nn.Module, device: str, parallel: boo
                              "ranks, so a torchrun run could not resume exactly; run it on one process or set pool=0")
         players.pool = SamplePool(cfg.pool)
     if cfg.uses_discriminator:
+        check_r1_world(cfg)  # preflight says it first; this guards direct callers that wrap for DDP
         players.discriminator = get_discriminator(cfg.discriminator, spec, patch_size=cfg.patch_size, ndf=cfg.ndf,
                                                   norm=cfg.d_norm).to(device)
         players.opt_d = torch.optim.Adam(players.discriminator.parameters(), lr=cfg.lr_d, betas=cfg.betas)
@@ -225,14 +233,12 @@ def preflight(cfg: RunConfig) -> None:
         check_teacher_file(cfg.teacher_ckpt, {"task": spec.task, "dataset": cfg.dataset, "arch": cfg.teacher,
                                               "channels": spec.channels, "size": spec.size,
                                               "num_classes": spec.num_classes}, data_root=cfg.data_root)
-    if cfg.d_r1 and distributed.world_size() > 1:
-        raise ValueError(f"d_r1={cfg.d_r1} differentiates D's gradient, which this library does not do through "
-                         "DistributedDataParallel: run it in one process, or set d_r1=0 under torchrun")
+    check_r1_world(cfg)
     resolve_device(cfg.device)
     distributed.local_batch(cfg.batch_size)  # the global batch splits evenly over the processes (torchrun)
     _writable_folder(Path(cfg.out_dir))
 
 
-__all__ = ["preflight", "check_teacher_module", "teacher_config", "build_teacher", "build_ood", "build_players",
+__all__ = ["preflight", "check_r1_world", "check_teacher_module", "teacher_config", "build_teacher", "build_ood", "build_players",
            "background_prior", "check_background",
            "build_streams", "build_schedulers", "unwrap", "modules", "evaluated_student", "optimizers"]

@@ -178,9 +178,6 @@ def discriminator_update(players: Players, x_real: torch.Tensor, x_fake: torch.T
                          amp) -> dict[str, torch.Tensor]:
     """One D step: real OOD patches → 1, synthetic patches → 0 (``cfg.d_loss``), plus ``cfg.d_r1``/2 times the
     R1 penalty on the real images when set. x_fake is detached here."""
-    if cfg.d_r1 and players.discriminator is not without_ddp(players.discriminator):
-        raise NotImplementedError("d_r1 > 0 differentiates D's gradient, which this library does not do through "
-                                  "DistributedDataParallel: run it in one process, or set d_r1=0 under torchrun")
     if cfg.d_r1:
         x_real = x_real.detach().requires_grad_(True)
     with amp:

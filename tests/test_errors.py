@@ -391,3 +391,8 @@ def test_r1_under_torchrun_is_refused_before_anything_is_built(tmp_path, monkeyp
     with pytest.raises(ValueError, match="d_r1=1.0 differentiates D's gradient.*set d_r1=0 under torchrun"):
         build.preflight(cfg)
     build.preflight(cfg.replace(d_r1=0.0))  # the rest of the run is fine under two processes
+    from mosaic.data import dataset_spec
+    from mosaic.models import get_classifier
+    teacher = get_classifier("lenet5", dataset_spec("fmnist"))
+    with pytest.raises(ValueError, match="d_r1=1.0 differentiates D's gradient"):  # a caller that skips preflight
+        build.build_players(cfg, teacher, "cpu", parallel=True)
