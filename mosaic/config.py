@@ -16,6 +16,7 @@ METHODS = ("mosaickd", "kd_ood", "datafree", "kd_indomain", "scratch")
 DISCRIMINATORS = ("patch", "full", "none")
 D_NORMS = ("batch", "spectral")
 D_LOSSES = ("bce", "hinge")
+D_AUGMENTS = ("translation", "cutout")  # d_augment's policies (mosaic.augment), joined by "+"
 BALANCE_BG = ("class", "free", "ood")
 PRECISIONS = ("fp32", "bf16", "fp16")
 LOGGERS = ("none", "tensorboard")
@@ -69,6 +70,8 @@ class RunConfig:
     d_norm: str = "batch"  # the discriminator's normalisation: batch (BatchNorm, paper) | spectral (spectral norm, no BN)
     d_loss: str = "bce"  # the patch GAN's loss (D and loss_local): bce (non-saturating, paper) | hinge
     d_r1: float = 0.0  # R1 weight γ: D's loss adds γ/2·E‖∇ₓ mean-patch D(x')‖² on real OOD images (0: off, paper)
+    d_augment: str = "none"  # D sees real and synthetic images through these differentiable transforms (mosaic.augment):
+    # none (paper) | translation | cutout | translation+cutout
     patch_size: int = 10  # receptive field of the patch discriminator in pixels
     # --- bookkeeping
     seed: int = 0  # seeds torch, numpy, random and every batcher
@@ -96,6 +99,7 @@ class RunConfig:
         _choice("discriminator", self.discriminator, DISCRIMINATORS)
         _choice("d_norm", self.d_norm, D_NORMS)
         _choice("d_loss", self.d_loss, D_LOSSES)
+        d_augment_policies(self.d_augment)
         _choice("balance_bg", self.balance_bg, BALANCE_BG)
         _choice("precision", self.precision, PRECISIONS)
         _choice("logger", self.logger, LOGGERS)
@@ -122,10 +126,11 @@ class RunConfig:
                              f"{self.discriminator!r}); or set warmup_gan=0")
         if not 0 <= self.d_r1 < math.inf:
             raise ValueError(f"RunConfig.d_r1 must be a finite number >= 0 (0: no R1 penalty), got {self.d_r1}")
-        if (self.d_r1 or self.d_loss != "bce") and not self.uses_discriminator:
-            raise ValueError(f"RunConfig.d_loss={self.d_loss!r}, d_r1={self.d_r1} shape the patch GAN, and "
-                             f"method={self.method!r}, discriminator={self.discriminator!r} has none: use method "
-                             "'mosaickd' with discriminator 'patch' or 'full', or set d_loss='bce', d_r1=0")
+        if (self.d_r1 or self.d_loss != "bce" or self.d_augment != "none") and not self.uses_discriminator:
+            raise ValueError(f"RunConfig.d_loss={self.d_loss!r}, d_r1={self.d_r1}, d_augment={self.d_augment!r} shape "
+                             f"the patch GAN, and method={self.method!r}, discriminator={self.discriminator!r} has none: "
+                             "use method 'mosaickd' with discriminator 'patch' or 'full', or set d_loss='bce', d_r1=0, "
+                             "d_augment='none'")
         if self.balance_bg != "class" and not self.uses_generator:
             raise ValueError(f"RunConfig.balance_bg={self.balance_bg!r} shapes the generator's balance term, and "
                              f"method={self.method!r} has no generator: use 'mosaickd' or 'datafree', or set 'class'")
@@ -272,6 +277,18 @@ def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
         raise ValueError(f"RunConfig.{name}={value!r} is not valid; choose one of {', '.join(valid)}")
 
 
+def d_augment_policies(policy: str) -> tuple[str, ...]:
+    """``"translation+cutout"`` -> ("translation", "cutout"); ``"none"`` -> (); anything else names the valid policies."""
+    if policy == "none":
+        return ()
+    names = tuple(policy.split("+"))
+    unknown = [n for n in names if n not in D_AUGMENTS]
+    if unknown:
+        raise ValueError(f"RunConfig.d_augment={policy!r}: {', '.join(map(repr, unknown))} is not a policy; use 'none' "
+                         f"or one or more of {', '.join(D_AUGMENTS)} joined by '+', e.g. 'translation+cutout'")
+    return names
+
+
 def resolve_device(device: str) -> "str":
     """'auto' → 'cuda' when available, else 'cpu'; an explicit 'cuda' without a GPU is an error."""
     import torch
@@ -283,4 +300,5 @@ def resolve_device(device: str) -> "str":
     return device
 
 
-__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "D_NORMS", "D_LOSSES", "BALANCE_BG", "PRECISIONS", "LOGGERS", "resolve_device"]
+__all__ = ["RunConfig", "METHODS", "DISCRIMINATORS", "D_NORMS", "D_LOSSES", "D_AUGMENTS", "BALANCE_BG", "PRECISIONS", "LOGGERS",
+           "d_augment_policies", "resolve_device"]

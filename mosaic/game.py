@@ -10,6 +10,7 @@ MosaicKD, one iteration (paper Alg. 1 and the official loop order):
                             + w_balance·balance + w_adv·adv              -> loss_g
   3. student, kd_steps times: KD on fresh synthetic x ∪ real OOD x'       -> loss_s
      (with ``cfg.pool``, x is drawn from a replay memory the fresh batch joins: ``mosaic.pool``)
+  D sees real and synthetic images, in 1. and in the local term of 2., through ``cfg.d_augment`` (``mosaic.augment``).
 
 Classification and dense prediction share every line: the task lives in the logits' shape, (B, K)
 or (B, K, H, W), and ``mosaic.losses`` reads it (per-pixel terms, balance over all pixels); the
@@ -26,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from mosaic import losses
+from mosaic.augment import augment
 from mosaic.config import RunConfig
 from mosaic.distributed import Shard, without_ddp
 from mosaic.pool import SamplePool
@@ -142,7 +144,7 @@ def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_loca
     }
     loss_g = cfg.w_align * terms["loss_align"] + cfg.w_balance * terms["loss_balance"] + cfg.w_adv * terms["loss_adv"]
     if use_local:
-        d_fake = without_ddp(players.discriminator)(x)  # (B, 1, h, w)
+        d_fake = without_ddp(players.discriminator)(augment(x, cfg.d_augment))  # (B, 1, h, w)
         terms["loss_local"] = losses.local_loss(d_fake, cfg.d_loss)
         loss_g = loss_g + cfg.w_local * terms["loss_local"]
     with torch.no_grad():
@@ -177,12 +179,13 @@ def input_grad_norms(terms: dict[str, torch.Tensor], x: torch.Tensor, cfg: RunCo
 def discriminator_update(players: Players, x_real: torch.Tensor, x_fake: torch.Tensor, cfg: RunConfig,
                          amp) -> dict[str, torch.Tensor]:
     """One D step: real OOD patches → 1, synthetic patches → 0 (``cfg.d_loss``), plus ``cfg.d_r1``/2 times the
-    R1 penalty on the real images when set. x_fake is detached here."""
+    R1 penalty on the real images when set; D sees both sets through ``cfg.d_augment`` (the R1 gradient is
+    taken at the real images before it). x_fake is detached here."""
     if cfg.d_r1:
         x_real = x_real.detach().requires_grad_(True)
     with amp:
-        d_real = players.discriminator(x_real)  # (B, 1, h, w)
-        d_fake = players.discriminator(x_fake.detach())  # (B, 1, h, w)
+        d_real = players.discriminator(augment(x_real, cfg.d_augment))  # (B, 1, h, w)
+        d_fake = players.discriminator(augment(x_fake.detach(), cfg.d_augment))  # (B, 1, h, w)
         loss_d = losses.discriminator_loss(d_real, d_fake, cfg.d_loss)
     out = {}
     if cfg.d_r1:
@@ -310,7 +313,7 @@ def gan_warmup_step(players: Players, streams: Streams, cfg: RunConfig, device, 
         x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device, streams.shard))  # (B, C, H, W)
     out = discriminator_update(players, streams.ood(), x, cfg, amp)
     with amp, no_param_grads(players.discriminator):
-        loss_local = losses.local_loss(without_ddp(players.discriminator)(x), cfg.d_loss)
+        loss_local = losses.local_loss(without_ddp(players.discriminator)(augment(x, cfg.d_augment)), cfg.d_loss)
     _update(loss_local, players.opt_g, players.scalers.get("g"))
     out["loss_local"] = loss_local.detach()
     return _floats(out)
