@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mosaic import game, losses
+from mosaic.augment import augment
 from mosaic.config import RunConfig
 from mosaic.models import Generator, get_classifier, get_discriminator
 from mosaic.spec import ImageSpec
@@ -96,20 +97,24 @@ def test_t_adv_sets_the_adversarial_terms_temperature_alone_and_0_means_t_kd():
         RunConfig(t_adv=-1.0)
 
 
-def test_d_loss_and_d_r1_shape_only_the_discriminators_update():
+def test_d_loss_d_r1_and_d_augment_shape_only_the_patch_game():
     x_real, x_fake = torch.rand(8, 1, 16, 16), torch.rand(8, 1, 16, 16)
     grads = {}
-    for kw in ({}, {"d_r1": 2.0}, {"d_loss": "hinge"}):
+    for kw in ({}, {"d_r1": 2.0}, {"d_loss": "hinge"}, {"d_augment": "translation+cutout"},
+               {"d_r1": 2.0, "d_augment": "cutout"}):
         cfg = RunConfig(z_dim=16, patch_size=4, **kw)
         p = make_players(cfg)
         p.opt_d = torch.optim.SGD(p.discriminator.parameters(), lr=0.0)  # keep D's weights to read its gradient
+        torch.manual_seed(5)
         out = game.discriminator_update(p, x_real, x_fake, cfg, contextlib.nullcontext())
         grads[tuple(kw.items())] = [q.grad.clone() for q in p.discriminator.parameters()]
-        # the reference: the same loss written out with the loss functions, by autograd
+        # the reference: the same loss written out with the loss functions, by autograd (same draws: real, then fake)
         d = copy.deepcopy(p.discriminator)
         d.zero_grad()
         xr = x_real.clone().requires_grad_(True)
-        d_real, d_fake = d(xr), d(x_fake)
+        torch.manual_seed(5)
+        d_real = d(augment(xr, cfg.d_augment))
+        d_fake = d(augment(x_fake, cfg.d_augment))
         ref = losses.discriminator_loss(d_real, d_fake, cfg.d_loss)
         if cfg.d_r1:
             assert out["d_r1"].item() == pytest.approx(losses.r1_penalty(d_real, xr).item(), rel=1e-5)
@@ -120,6 +125,7 @@ def test_d_loss_and_d_r1_shape_only_the_discriminators_update():
             assert torch.allclose(q, r.grad, atol=1e-6)
     base = grads[()]
     assert any(not torch.allclose(a, b) for a, b in zip(grads[(("d_r1", 2.0),)], base))
+    assert any(not torch.allclose(a, b) for a, b in zip(grads[(("d_augment", "translation+cutout"),)], base))
     cfg = RunConfig(z_dim=16, patch_size=4, d_loss="hinge", d_r1=1.0, batch_size=8, kd_steps=1)
     p = make_players(cfg)
     before = {k: snapshot(getattr(p, k)) for k in ("teacher", "student", "generator", "discriminator")}
@@ -130,7 +136,18 @@ def test_d_loss_and_d_r1_shape_only_the_discriminators_update():
     # hinge: the generator's patch term is -mean D(x)
     x = p.generator(torch.randn(8, 16))
     assert torch.allclose(game.generator_losses(p, x, cfg, use_local=True)["loss_local"], -p.discriminator(x).mean())
-    with pytest.raises(ValueError, match="d_r1=1.0 shape the patch GAN"):
+    # d_augment: the generator's patch term reads D through the same transforms, drawn after D's update's
+    cfg = cfg.replace(d_augment="translation+cutout")
+    torch.manual_seed(6)
+    local = game.generator_losses(p, x, cfg, use_local=True)["loss_local"]
+    torch.manual_seed(6)
+    assert torch.allclose(local, -p.discriminator(augment(x, cfg.d_augment)).mean())
+    assert not torch.allclose(local, -p.discriminator(x).mean())
+    before = {k: snapshot(getattr(p, k)) for k in ("teacher", "student", "generator", "discriminator")}
+    game.step(p, streams(8), cfg, "cpu")
+    assert not changed(p.teacher, before["teacher"]) and all(changed(getattr(p, k), before[k])
+                                                             for k in ("student", "generator", "discriminator"))
+    with pytest.raises(ValueError, match="d_r1=1.0, d_augment='none' shape the patch GAN"):
         RunConfig(method="datafree", d_r1=1.0)
     with pytest.raises(ValueError, match="d_loss='hinge'.*discriminator='none' has none"):
         RunConfig(discriminator="none", d_loss="hinge")
