@@ -235,3 +235,14 @@ def test_a_spectral_norm_discriminator_resumes_exactly(tmp_path, teacher_dir, mo
     assert again.history == full.history and again.metrics["student_acc"] == full.metrics["student_acc"]
     batch = train(cfg.replace(d_norm="batch", out_dir=str(tmp_path / "bn" / "run")), progress=False)
     assert batch.history[0]["d_real"] != full.history[0]["d_real"]
+
+
+def test_an_augmented_discriminator_resumes_exactly(tmp_path, teacher_dir, monkeypatch):
+    """d_augment draws from torch's global RNG, which the checkpoint holds: a broken run resumes to the same numbers;
+    and the augmentation changes the run (D's first scores differ from an unaugmented D's)."""
+    cfg = tiny(tmp_path / "full", teacher_dir, d_augment="translation+cutout", steps=4)
+    full = train(cfg, progress=False)
+    again = interrupted_and_resumed(cfg.replace(out_dir=str(tmp_path / "broken" / "run")), 3, monkeypatch)
+    assert again.history == full.history and again.metrics["student_acc"] == full.metrics["student_acc"]
+    plain = train(cfg.replace(d_augment="none", out_dir=str(tmp_path / "plain" / "run")), progress=False)
+    assert plain.history[0]["d_real"] != full.history[0]["d_real"]
