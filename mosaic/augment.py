@@ -13,8 +13,8 @@ Policies (``RunConfig.d_augment``, several joined by "+", applied in the order w
   the border), set to 0.
 
 Draws come from torch's global generator on the images' device (checkpointed, so resume stays exact);
-"none" draws nothing. Under torchrun each rank draws for its own slice, so a run's numbers depend on
-the number of processes, as the generator's latent codes do not.
+"none" draws nothing. Under torchrun each rank draws the transforms of its own slice of the batch, so,
+unlike the generator's latent codes (``game.sample_z``), they depend on the number of processes.
 """
 from __future__ import annotations
 
