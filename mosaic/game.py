@@ -128,6 +128,11 @@ def _balance_prior(players: Players, cfg: RunConfig) -> torch.Tensor | None:
     return players.balance_prior
 
 
+def _local_loss(players: Players, x: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
+    """The generator's patch term (Eq. 3): D, outside its DDP wrapper, reads x (B, C, H, W) through ``cfg.d_augment``."""
+    return losses.local_loss(without_ddp(players.discriminator)(augment(x, cfg.d_augment)), cfg.d_loss)
+
+
 def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_local: bool,
                      shard: Shard = Shard()) -> dict[str, torch.Tensor]:
     """The generator's terms on a synthetic batch x (B, C, H, W), weighted sum in 'loss_g'.
@@ -144,8 +149,7 @@ def generator_losses(players: Players, x: torch.Tensor, cfg: RunConfig, use_loca
     }
     loss_g = cfg.w_align * terms["loss_align"] + cfg.w_balance * terms["loss_balance"] + cfg.w_adv * terms["loss_adv"]
     if use_local:
-        d_fake = without_ddp(players.discriminator)(augment(x, cfg.d_augment))  # (B, 1, h, w)
-        terms["loss_local"] = losses.local_loss(d_fake, cfg.d_loss)
+        terms["loss_local"] = _local_loss(players, x, cfg)
         loss_g = loss_g + cfg.w_local * terms["loss_local"]
     with torch.no_grad():
         terms["teacher_conf"] = torch.softmax(t_logits.float(), dim=1).amax(dim=1).mean()
@@ -313,7 +317,7 @@ def gan_warmup_step(players: Players, streams: Streams, cfg: RunConfig, device, 
         x = players.generator(sample_z(cfg.batch_size, cfg.z_dim, device, streams.shard))  # (B, C, H, W)
     out = discriminator_update(players, streams.ood(), x, cfg, amp)
     with amp, no_param_grads(players.discriminator):
-        loss_local = losses.local_loss(without_ddp(players.discriminator)(augment(x, cfg.d_augment)), cfg.d_loss)
+        loss_local = _local_loss(players, x, cfg)
     _update(loss_local, players.opt_g, players.scalers.get("g"))
     out["loss_local"] = loss_local.detach()
     return _floats(out)
