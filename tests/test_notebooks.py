@@ -240,7 +240,8 @@ def test_nbval_cells_wait_longer_than_five_seconds_for_outputs(tmp_path):
         "        print('TIMEOUT', type(item).__name__, getattr(item, 'output_timeout', None))\n")
     proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "timeouts", "--nbval-lax",
                            "--nbval-current-env", str(NOTEBOOKS[0])], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+                          timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                              filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     seen = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("TIMEOUT ")]
     assert seen and all(kind == "IPyNbCell" for kind, _ in seen), proc.stdout[-2000:]
