@@ -122,7 +122,9 @@ def cli_args(cfg: RunConfig) -> list[str]:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "PYTHONWARNINGS": "ignore"}
+    """The parent's environment with the repo root prepended to PYTHONPATH (not replacing it) and warnings off."""
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "PYTHONWARNINGS": "ignore"}
 
 
 def close(a: list[dict], b: list[dict]) -> float:
